@@ -1,0 +1,60 @@
+//! The queue that carries messages from the services that cause an email to the
+//! mailer, with at-least-once delivery: a message is acknowledged only after its
+//! effect is durable, and a consumer that dies leaves its messages to another.
+//!
+//! Two implementations of [`Queue`], one contract (the suite in `tests/` runs against
+//! both):
+//! - [`redis::RedisQueue`], production: a Redis Stream read by a consumer group;
+//!   entries left pending by a dead consumer are taken over with XAUTOCLAIM. The
+//!   [`relay`] moves committed outbox rows onto the stream.
+//! - [`local::OutboxQueue`], the embedded default: the outbox table itself, leased
+//!   row by row, so nothing is lost when the one process restarts.
+
+pub mod local;
+pub mod redis;
+pub mod relay;
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("the queue is unavailable: {0}")]
+    Unavailable(String),
+    #[error("queue error: {0}")]
+    Internal(String),
+}
+
+impl From<admit_store::StoreError> for QueueError {
+    fn from(e: admit_store::StoreError) -> Self {
+        match e {
+            admit_store::StoreError::Unavailable(m) => QueueError::Unavailable(m),
+            other => QueueError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// One delivery of a message to a consumer. `receipt` is what acknowledges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub receipt: String,
+    pub payload: String,
+}
+
+/// The consumer side of a queue.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Up to `max` deliveries: first messages whose consumer died before
+    /// acknowledging them, then new ones. Waits up to `wait` when there are none.
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError>;
+
+    /// The message's effect is durable: it is not delivered again.
+    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError>;
+
+    /// The message will never succeed: it moves where an operator can see it, and is
+    /// not delivered again.
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError>;
+
+    /// A round trip to the queue's backing store, for readiness.
+    async fn ping(&self) -> Result<(), QueueError>;
+}

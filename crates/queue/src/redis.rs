@@ -1,0 +1,275 @@
+//! The production queue: a Redis Stream read by a consumer group.
+//!
+//! - Entries are acknowledged (XACK) and deleted (XDEL) only after the consumer's
+//!   effect is durable, so the stream holds exactly the messages not yet handled and
+//!   nothing pending is ever trimmed away.
+//! - A consumer first re-reads its own pending entries (it may be the same consumer
+//!   restarted), then takes over entries that another consumer left idle for longer
+//!   than `claim_idle` (XAUTOCLAIM), then reads new ones.
+//! - The group is created at id 0, so messages published before any mailer ever ran
+//!   are delivered too.
+
+use crate::{Delivery, Queue, QueueError};
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
+};
+use redis::AsyncCommands;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+#[derive(Debug, Clone)]
+pub struct RedisQueueConfig {
+    pub url: String,
+    /// Prefix of every key, so several deployments (or tests) share one Redis.
+    pub prefix: String,
+    pub topic: String,
+    pub group: String,
+    pub consumer: String,
+    /// Idle time after which another consumer's pending entry is taken over: longer
+    /// than the slowest send.
+    pub claim_idle: Duration,
+}
+
+pub struct RedisQueue {
+    cfg: RedisQueueConfig,
+    client: redis::Client,
+    // Commands share one multiplexed connection; blocking reads get their own so
+    // they do not hold up acknowledgements.
+    conn: Mutex<Option<ConnectionManager>>,
+    reader: Mutex<Option<ConnectionManager>>,
+    state: Mutex<ReadState>,
+}
+
+#[derive(Default)]
+struct ReadState {
+    group_ready: bool,
+    own_pending_done: bool,
+    claim_cursor: Option<String>,
+}
+
+fn unavailable(e: redis::RedisError) -> QueueError {
+    QueueError::Unavailable(e.to_string())
+}
+
+impl RedisQueue {
+    pub fn new(cfg: RedisQueueConfig) -> Result<Self, QueueError> {
+        let client = redis::Client::open(cfg.url.as_str()).map_err(unavailable)?;
+        Ok(Self {
+            cfg,
+            client,
+            conn: Mutex::new(None),
+            reader: Mutex::new(None),
+            state: Mutex::new(ReadState::default()),
+        })
+    }
+
+    pub fn stream_key(&self) -> String {
+        format!("{}:{}", self.cfg.prefix, self.cfg.topic)
+    }
+
+    pub fn dead_key(&self) -> String {
+        format!("{}:{}:dead", self.cfg.prefix, self.cfg.topic)
+    }
+
+    async fn manager(
+        &self,
+        slot: &Mutex<Option<ConnectionManager>>,
+        response_timeout: Duration,
+    ) -> Result<ConnectionManager, QueueError> {
+        let mut slot = slot.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(response_timeout)
+            .set_number_of_retries(1);
+        let c = self
+            .client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(unavailable)?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, QueueError> {
+        self.manager(&self.conn, Duration::from_secs(5)).await
+    }
+
+    async fn ensure_group(&self) -> Result<(), QueueError> {
+        let mut state = self.state.lock().await;
+        if state.group_ready {
+            return Ok(());
+        }
+        let mut c = self.conn().await?;
+        let created: Result<(), redis::RedisError> = c
+            .xgroup_create_mkstream(self.stream_key(), &self.cfg.group, "0")
+            .await;
+        match created {
+            Ok(()) => {}
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+        state.group_ready = true;
+        Ok(())
+    }
+
+    /// Appends a message (the relay's side). `id` travels with it for deduplication.
+    pub async fn publish_batch(&self, messages: &[(String, String)]) -> Result<(), QueueError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.ensure_group().await?;
+        let mut c = self.conn().await?;
+        let key = self.stream_key();
+        let mut pipe = redis::pipe();
+        for (id, payload) in messages {
+            pipe.xadd(
+                &key,
+                "*",
+                &[("id", id.as_str()), ("payload", payload.as_str())],
+            )
+            .ignore();
+        }
+        pipe.query_async::<()>(&mut c).await.map_err(unavailable)
+    }
+
+    fn to_deliveries(entries: Vec<redis::streams::StreamId>) -> Vec<Delivery> {
+        entries
+            .into_iter()
+            .map(|e| {
+                let payload = e.get::<String>("payload").unwrap_or_default();
+                Delivery {
+                    receipt: e.id,
+                    payload,
+                }
+            })
+            .collect()
+    }
+
+    async fn read_group(
+        &self,
+        start: &str,
+        max: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let mut opts = StreamReadOptions::default()
+            .group(&self.cfg.group, &self.cfg.consumer)
+            .count(max);
+        let mut c = match block {
+            Some(b) => {
+                opts = opts.block(b.as_millis() as usize);
+                self.manager(&self.reader, b + Duration::from_secs(5))
+                    .await?
+            }
+            None => self.conn().await?,
+        };
+        let reply: Option<StreamReadReply> = c
+            .xread_options(&[self.stream_key()], &[start], &opts)
+            .await
+            .map_err(unavailable)?;
+        Ok(reply
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .map(Self::to_deliveries)
+            .unwrap_or_default())
+    }
+
+    /// Counts of entries in the stream and in the dead-letter stream (for tests and
+    /// operators).
+    pub async fn lengths(&self) -> Result<(usize, usize), QueueError> {
+        let mut c = self.conn().await?;
+        let live: usize = c.xlen(self.stream_key()).await.map_err(unavailable)?;
+        let dead: usize = c.xlen(self.dead_key()).await.map_err(unavailable)?;
+        Ok((live, dead))
+    }
+}
+
+#[async_trait]
+impl Queue for RedisQueue {
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
+        self.ensure_group().await?;
+        let own_done = self.state.lock().await.own_pending_done;
+        if !own_done {
+            let mine = self.read_group("0", max, None).await?;
+            if !mine.is_empty() {
+                return Ok(mine);
+            }
+            self.state.lock().await.own_pending_done = true;
+        }
+        let cursor = self
+            .state
+            .lock()
+            .await
+            .claim_cursor
+            .clone()
+            .unwrap_or_else(|| "0-0".to_owned());
+        let mut c = self.conn().await?;
+        let claimed: StreamAutoClaimReply = c
+            .xautoclaim_options(
+                self.stream_key(),
+                &self.cfg.group,
+                &self.cfg.consumer,
+                self.cfg.claim_idle.as_millis() as u64,
+                &cursor,
+                StreamAutoClaimOptions::default().count(max),
+            )
+            .await
+            .map_err(unavailable)?;
+        self.state.lock().await.claim_cursor = Some(claimed.next_stream_id.clone());
+        if !claimed.claimed.is_empty() {
+            return Ok(Self::to_deliveries(claimed.claimed));
+        }
+        self.read_group(">", max, Some(wait.max(Duration::from_millis(1))))
+            .await
+    }
+
+    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        let mut c = self.conn().await?;
+        let key = self.stream_key();
+        redis::pipe()
+            .atomic()
+            .xack(&key, &self.cfg.group, &[&delivery.receipt])
+            .ignore()
+            .xdel(&key, &[&delivery.receipt])
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
+        let mut c = self.conn().await?;
+        let key = self.stream_key();
+        redis::pipe()
+            .atomic()
+            .xadd(
+                self.dead_key(),
+                "*",
+                &[
+                    ("receipt", delivery.receipt.as_str()),
+                    ("payload", delivery.payload.as_str()),
+                    ("reason", reason),
+                ],
+            )
+            .ignore()
+            .xack(&key, &self.cfg.group, &[&delivery.receipt])
+            .ignore()
+            .xdel(&key, &[&delivery.receipt])
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn ping(&self) -> Result<(), QueueError> {
+        let mut c = self.conn().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut c)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+}

@@ -1,0 +1,141 @@
+//! HTTP plumbing shared by the services: reading a body under a size limit, and
+//! running a server until SIGTERM with readiness failing first.
+
+use crate::health::Readiness;
+use actix_web::dev::ServerHandle;
+use actix_web::web;
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the request body could not be read: {0}")]
+    Read(String),
+}
+
+/// Reads the whole body, refusing it as soon as it passes `limit` bytes.
+pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<BytesMut, BodyError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Waits for SIGTERM or Ctrl-C (or `stop`), then: readiness fails, `grace` passes so
+/// load balancers notice, background workers are told to stop, and the server
+/// drains in-flight requests.
+pub async fn shutdown_on_signal(
+    server: ServerHandle,
+    readiness: Readiness,
+    grace: Duration,
+    workers: CancellationToken,
+) {
+    let term = async {
+        #[cfg(unix)]
+        {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = workers.cancelled() => {}
+    }
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: readiness fails, then in-flight requests drain"
+    );
+    readiness.start_draining();
+    tokio::time::sleep(grace).await;
+    workers.cancel();
+    server.stop(true).await;
+}
+
+/// A service's HTTP server, bound and running.
+pub struct Started {
+    pub server: actix_web::dev::Server,
+    pub addr: std::net::SocketAddr,
+}
+
+/// Builds, binds and starts a server with what every service has: request ids and
+/// request logs, metrics, `/healthz` `/readyz` `/metrics`, a JSON 404, and the
+/// graceful shutdown of [`shutdown_on_signal`]. `configure` mounts the service's own
+/// routes and data. Prints `NAME listening on http://ADDR` on stdout (a listener bound
+/// to port 0 has a free port; test harnesses read the line).
+pub fn start<F>(
+    name: &str,
+    listener: std::net::TcpListener,
+    readiness: Readiness,
+    metrics: crate::Metrics,
+    stop: CancellationToken,
+    grace: Duration,
+    configure: F,
+) -> std::io::Result<Started>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    use actix_web::middleware::from_fn;
+    let readiness_data = web::Data::new(readiness.clone());
+    let metrics_data = web::Data::new(metrics);
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .wrap(from_fn(crate::metrics::track))
+            .wrap(tracing_actix_web::TracingLogger::default())
+            .app_data(readiness_data.clone())
+            .app_data(metrics_data.clone())
+            .configure(crate::health::routes)
+            .configure(configure.clone())
+            .default_service(web::to(not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(30)
+    .listen(listener)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| std::io::Error::other("the server bound no address"))?;
+    let server = server.run();
+    println!("{name} listening on http://{addr}");
+    tokio::spawn(shutdown_on_signal(server.handle(), readiness, grace, stop));
+    Ok(Started { server, addr })
+}
+
+/// How long readiness fails before the server stops accepting
+/// (`ADMIT_SHUTDOWN_GRACE_MS`, else `default`; in production a few load-balancer
+/// probe periods).
+pub fn grace(default: Duration) -> Duration {
+    std::env::var("ADMIT_SHUTDOWN_GRACE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(default)
+}
+
+async fn not_found() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::NotFound().json(serde_json::json!({
+        "error": "NotFoundException",
+        "message": "no such resource",
+    }))
+}
+
+/// Binds `host:port` (port 0: any free port).
+pub fn bind(host: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind((host, port))
+}

@@ -1,0 +1,13 @@
+//! What every admit service runs on: layered configuration, logging, Prometheus
+//! metrics, health and readiness, and a graceful shutdown in which readiness fails
+//! before the server stops accepting.
+
+pub mod health;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod settings;
+
+pub use health::Readiness;
+pub use metrics::Metrics;
+pub use settings::Settings;

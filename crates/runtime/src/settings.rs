@@ -1,0 +1,326 @@
+//! Configuration: defaults in code, then an optional YAML file, then `ADMIT__…`
+//! environment variables (`ADMIT__DATABASE__URL`, `ADMIT__MAILER__SMTP__HOST`).
+//! Unknown keys are refused, so a misspelt setting fails at start instead of being
+//! silently ignored. Secrets are `SecretString`s: they never appear in `Debug`
+//! output or logs.
+
+use admit_domain::{PasswordPolicy, Stage};
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub stage: Stage,
+    /// Where links in emails point (`https://accounts.example.com`). Never taken from
+    /// a request's `Host`.
+    pub public_base_url: String,
+    pub bind: String,
+    pub log: LogSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub internal: InternalSettings,
+    pub account: AccountSettings,
+    pub oauth: OAuthSettings,
+    pub mailer: MailerSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            stage: Stage::Development,
+            public_base_url: "http://127.0.0.1:8080".into(),
+            bind: "127.0.0.1".into(),
+            log: LogSettings::default(),
+            database: DatabaseSettings::default(),
+            redis: RedisSettings::default(),
+            internal: InternalSettings::default(),
+            account: AccountSettings::default(),
+            oauth: OAuthSettings::default(),
+            mailer: MailerSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object a line, for production log pipelines.
+    #[default]
+    Json,
+    /// Readable lines, for a person at a terminal.
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing `EnvFilter` directive (`info`, `admit_mailer=debug,info`).
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Json,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `postgres://user@host/db` or `sqlite://path/to/file.db`.
+    pub url: SecretString,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("postgres://postgres@127.0.0.1:5432/admit"),
+            max_connections: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    pub url: SecretString,
+    /// Prefix of every key this deployment writes.
+    pub prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("redis://127.0.0.1:6379"),
+            prefix: "admit".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InternalSettings {
+    /// The credential services present to each other's internal endpoints.
+    pub token: SecretString,
+}
+
+impl Default for InternalSettings {
+    fn default() -> Self {
+        Self {
+            token: SecretString::from(""),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountSettings {
+    pub port: u16,
+    pub password: PasswordPolicy,
+    /// Threads that compute password hashes (0: one per core). Hashing never runs on
+    /// the async workers.
+    pub hash_threads: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Outbox rows the relay publishes per round trip.
+    pub relay_batch: usize,
+}
+
+impl Default for AccountSettings {
+    fn default() -> Self {
+        Self {
+            port: 8081,
+            password: PasswordPolicy::default(),
+            hash_threads: 0,
+            max_body_bytes: 64 * 1024,
+            relay_batch: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthSettings {
+    pub port: u16,
+}
+
+impl Default for OAuthSettings {
+    fn default() -> Self {
+        Self { port: 8082 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP: only for a relay on the same host or a test capture server.
+    None,
+    /// STARTTLS on the submission port (required: a relay without it is refused).
+    #[default]
+    Starttls,
+    /// Implicit TLS (SMTPS, port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    /// Connections kept open to the relay.
+    pub pool_size: u32,
+    pub timeout_secs: u64,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 587,
+            tls: SmtpTls::Starttls,
+            username: None,
+            password: None,
+            pool_size: 8,
+            timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailerSettings {
+    pub port: u16,
+    pub smtp: SmtpSettings,
+    /// The From header of every email.
+    pub from: String,
+    /// The platform's name as emails say it.
+    pub platform_name: String,
+    /// This replica's name in the consumer group (default: host name and pid).
+    pub consumer: Option<String>,
+    /// A pending message idle this long is taken over from its consumer: longer than
+    /// the slowest send.
+    pub claim_idle_ms: u64,
+    /// Attempts before a message is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay; doubles with each attempt.
+    pub retry_base_ms: u64,
+    /// Messages sent at once.
+    pub concurrency: usize,
+}
+
+impl Default for MailerSettings {
+    fn default() -> Self {
+        Self {
+            port: 8083,
+            smtp: SmtpSettings::default(),
+            from: "admit <no-reply@admit.invalid>".into(),
+            platform_name: "admit".into(),
+            consumer: None,
+            claim_idle_ms: 60_000,
+            max_attempts: 8,
+            retry_base_ms: 5_000,
+            concurrency: 16,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Loads defaults, then `file` (YAML) if given, then `ADMIT__…` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// [`Settings::load`] with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!("{} does not exist", path.display())));
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Yaml));
+        }
+        let vars: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("ADMIT__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("ADMIT")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(vars)),
+        );
+        let cfg = builder.build().map_err(|e| ConfigError(e.to_string()))?;
+        cfg.try_deserialize()
+            .map_err(|e| ConfigError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn env_overrides_defaults() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("ADMIT__DATABASE__URL", "sqlite://x.db"),
+                ("ADMIT__MAILER__SMTP__PORT", "2525"),
+                ("ADMIT__STAGE", "production"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(s.database.url.expose_secret(), "sqlite://x.db");
+        assert_eq!(s.mailer.smtp.port, 2525);
+        assert_eq!(s.stage, Stage::Production);
+        assert_eq!(s.account.password.min_length, 6);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = Settings::load_with_env(None, env(&[("ADMIT__DATABSE__URL", "x")]))
+            .expect_err("misspelt key");
+        assert!(e.to_string().contains("databse"), "{e}");
+        let dir = std::env::temp_dir().join(format!("admit-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("c.yaml");
+        std::fs::write(&f, "mailer:\n  smtp:\n    hots: x\n").expect("write");
+        assert!(Settings::load_with_env(Some(&f), Vec::new()).is_err());
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[("ADMIT__DATABASE__URL", "postgres://u:hunter2@db/x")]),
+        )
+        .expect("loads");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

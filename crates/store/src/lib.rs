@@ -1,0 +1,245 @@
+//! Persistence for every admit service: the diesel schema, the migrations of both
+//! backends and the repository functions. SQL lives here and nowhere else.
+//!
+//! One set of repository functions serves PostgreSQL and SQLite: they are written
+//! against [`AnyConnection`], diesel's `MultiConnection` over both. Blocking diesel
+//! calls run on tokio's blocking pool through [`Db::run`] and [`Db::write`], never on
+//! the async workers.
+//!
+//! Error policy: repository functions return [`StoreError`]. A broken or unreachable
+//! database is `Unavailable` (the API answers 503 and the caller may retry); a unique
+//! index that refused a row is `Conflict` naming what was taken; anything else is
+//! `Internal`, logged with its cause and shown to nobody.
+
+pub mod accounts;
+pub mod mail;
+pub mod outbox;
+pub mod schema;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// A connection to either backend.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// What a unique index refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    Contact,
+    Username,
+    Other,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("a unique value is already taken ({0:?})")]
+    Conflict(Conflict),
+    #[error("not found")]
+    NotFound,
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+impl From<DieselError> for StoreError {
+    fn from(e: DieselError) -> Self {
+        match &e {
+            DieselError::NotFound => StoreError::NotFound,
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                // PostgreSQL names the index; SQLite names the columns.
+                let what = format!(
+                    "{} {}",
+                    info.constraint_name().unwrap_or(""),
+                    info.message()
+                );
+                if what.contains("contacts") {
+                    StoreError::Conflict(Conflict::Contact)
+                } else if what.contains("username") {
+                    StoreError::Conflict(Conflict::Username)
+                } else {
+                    StoreError::Conflict(Conflict::Other)
+                }
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            | DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _)
+            | DieselError::BrokenTransactionManager => StoreError::Unavailable(e.to_string()),
+            DieselError::DatabaseError(_, info) if is_busy(info.message()) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Internal(e.to_string()),
+        }
+    }
+}
+
+fn is_busy(message: &str) -> bool {
+    message.contains("database is locked") || message.contains("database is busy")
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+pub type Conn = PooledConnection<ConnectionManager<AnyConnection>>;
+
+/// A pool of connections to the configured database.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<ConnectionManager<AnyConnection>>,
+    backend: Backend,
+    // SQLite admits one writer at a time; writers of this process queue here rather
+    // than spin on SQLITE_BUSY. (Other processes are covered by busy_timeout.)
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(
+            "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+impl Db {
+    /// Connects to `url`: `postgres://…` (or `postgresql://…`), or `sqlite://PATH`
+    /// (a bare path is taken as SQLite too). Opens nothing eagerly beyond the pool's
+    /// first connection, so a database that is down fails here quickly.
+    pub fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let (backend, target) = parse_url(url);
+        let manager = ConnectionManager::<AnyConnection>::new(target.clone());
+        let builder = Pool::builder()
+            .max_size(max_connections.max(1))
+            .connection_timeout(Duration::from_secs(3));
+        let (pool, write_lock) = match backend {
+            Backend::Postgres => (builder.build(manager)?, None),
+            Backend::Sqlite => {
+                // WAL lets readers go on while one connection writes. It is a property
+                // of the file, set once here rather than by every pooled connection.
+                let mut first = SqliteConnection::establish(&target)
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                first.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")?;
+                drop(first);
+                (
+                    builder
+                        .connection_customizer(Box::new(SqlitePragmas))
+                        .build(manager)?,
+                    Some(Arc::new(Mutex::new(()))),
+                )
+            }
+        };
+        Ok(Self {
+            pool,
+            backend,
+            write_lock,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn get(&self) -> Result<Conn, StoreError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Applies every pending migration of this backend.
+    pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.get()?;
+        let applied = match &mut *conn {
+            AnyConnection::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS),
+            AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+        }
+        .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+        Ok(applied.iter().map(ToString::to_string).collect())
+    }
+
+    /// Runs `f` with a connection on the blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = db.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// Runs `f` in one transaction on the blocking pool: all of it commits, or none.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.write_blocking(f))
+            .await
+            .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// [`Db::write`] for callers already on a blocking thread.
+    pub fn write_blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+    {
+        let mut conn = self.get()?;
+        let _guard = match &self.write_lock {
+            Some(lock) => Some(lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())),
+            None => None,
+        };
+        let conn: &mut AnyConnection = &mut conn;
+        conn.transaction(f)
+    }
+
+    /// A round trip to the database, for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|conn| {
+            conn.batch_execute("SELECT 1")?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn parse_url(url: &str) -> (Backend, String) {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        (Backend::Postgres, url.to_owned())
+    } else {
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        (Backend::Sqlite, path.to_owned())
+    }
+}
+
+/// The current time as the database stores it: UTC, no zone, microseconds (what
+/// PostgreSQL keeps), so a value read back compares equal to the one written.
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::SubsecRound;
+    chrono::Utc::now().naive_utc().trunc_subsecs(6)
+}

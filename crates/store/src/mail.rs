@@ -1,0 +1,209 @@
+//! The mailer's record of every message it handled: queued, processing (leased to one
+//! sender), sent, failed (to be retried) or dead. It is checked before each send, so a message delivered twice by
+//! the queue is sent once.
+
+use crate::schema::mail_messages;
+use crate::{AnyConnection, StoreError};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailStatus {
+    Queued,
+    Processing,
+    Sent,
+    Failed,
+    Dead,
+}
+
+impl MailStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MailStatus::Queued => "queued",
+            MailStatus::Processing => "processing",
+            MailStatus::Sent => "sent",
+            MailStatus::Failed => "failed",
+            MailStatus::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "sent" => MailStatus::Sent,
+            "processing" => MailStatus::Processing,
+            "failed" => MailStatus::Failed,
+            "dead" => MailStatus::Dead,
+            _ => MailStatus::Queued,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = mail_messages)]
+pub struct MailRow {
+    pub id: String,
+    pub kind: String,
+    pub recipient: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub sent_at: Option<NaiveDateTime>,
+}
+
+impl MailRow {
+    pub fn status(&self) -> MailStatus {
+        MailStatus::parse(&self.status)
+    }
+}
+
+pub fn find(conn: &mut AnyConnection, id: &str) -> Result<Option<MailRow>, StoreError> {
+    Ok(mail_messages::table
+        .find(id)
+        .select(MailRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Records a message the first time the mailer sees it; returns the record as it is
+/// now (a redelivered message returns its earlier record).
+pub fn register(
+    conn: &mut AnyConnection,
+    id: &str,
+    kind: &str,
+    recipient: &str,
+    now: NaiveDateTime,
+) -> Result<MailRow, StoreError> {
+    if let Some(row) = find(conn, id)? {
+        return Ok(row);
+    }
+    let row = MailRow {
+        id: id.to_owned(),
+        kind: kind.to_owned(),
+        recipient: recipient.to_owned(),
+        status: MailStatus::Queued.as_str().to_owned(),
+        attempts: 0,
+        last_error: None,
+        next_attempt_at: None,
+        created_at: now,
+        updated_at: now,
+        sent_at: None,
+    };
+    match diesel::insert_into(mail_messages::table)
+        .values(&row)
+        .execute(conn)
+    {
+        Ok(_) => Ok(row),
+        // Another replica registered it between our read and insert.
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => find(conn, id)?.ok_or(StoreError::NotFound),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn mark_sent(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
+    diesel::update(mail_messages::table.find(id))
+        .set((
+            mail_messages::status.eq(MailStatus::Sent.as_str()),
+            mail_messages::attempts.eq(mail_messages::attempts + 1),
+            mail_messages::sent_at.eq(Some(now)),
+            mail_messages::updated_at.eq(now),
+            mail_messages::last_error.eq(None::<String>),
+            mail_messages::next_attempt_at.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records a failed attempt: `failed` with the time of the next try, or `dead` when
+/// `next_attempt_at` is `None`.
+pub fn mark_failed(
+    conn: &mut AnyConnection,
+    id: &str,
+    error: &str,
+    next_attempt_at: Option<NaiveDateTime>,
+    now: NaiveDateTime,
+) -> Result<i32, StoreError> {
+    let status = match next_attempt_at {
+        Some(_) => MailStatus::Failed,
+        None => MailStatus::Dead,
+    };
+    diesel::update(mail_messages::table.find(id))
+        .set((
+            mail_messages::status.eq(status.as_str()),
+            mail_messages::attempts.eq(mail_messages::attempts + 1),
+            mail_messages::last_error.eq(Some(error)),
+            mail_messages::next_attempt_at.eq(next_attempt_at),
+            mail_messages::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(find(conn, id)?.map(|r| r.attempts).unwrap_or_default())
+}
+
+pub fn count_by_status(conn: &mut AnyConnection, status: MailStatus) -> Result<i64, StoreError> {
+    Ok(mail_messages::table
+        .filter(mail_messages::status.eq(status.as_str()))
+        .count()
+        .get_result(conn)?)
+}
+
+/// What the mailer may do with a message it was handed.
+#[derive(Debug)]
+pub enum Claim {
+    /// Ours to send now (status `processing` until `lease_until`).
+    Mine(MailRow),
+    /// Sent or dead already: acknowledge and move on.
+    Done,
+    /// Another replica is sending it, or its next retry is not due: leave it.
+    Busy,
+}
+
+/// Registers the message if new and tries to take it for sending. The conditional
+/// update makes two replicas handed the same message (a duplicate on the stream, or a
+/// take-over while the first is slow) send it once; a lease that ran out (its sender
+/// died) makes it available again, so nothing stays `processing` forever.
+pub fn claim(
+    conn: &mut AnyConnection,
+    id: &str,
+    kind: &str,
+    recipient: &str,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+) -> Result<Claim, StoreError> {
+    let row = register(conn, id, kind, recipient, now)?;
+    let available = match row.status.as_str() {
+        "sent" | "dead" => return Ok(Claim::Done),
+        "processing" => row.next_attempt_at.is_some_and(|t| t < now),
+        _ => row.next_attempt_at.is_none_or(|t| t <= now),
+    };
+    if !available {
+        return Ok(Claim::Busy);
+    }
+    let n = diesel::update(
+        mail_messages::table
+            .find(id)
+            .filter(mail_messages::status.eq(&row.status))
+            .filter(mail_messages::attempts.eq(row.attempts))
+            .filter(mail_messages::updated_at.eq(row.updated_at)),
+    )
+    .set((
+        mail_messages::status.eq("processing"),
+        mail_messages::next_attempt_at.eq(Some(lease_until)),
+        mail_messages::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    if n == 1 {
+        Ok(Claim::Mine(MailRow {
+            status: "processing".into(),
+            next_attempt_at: Some(lease_until),
+            updated_at: now,
+            ..row
+        }))
+    } else {
+        Ok(Claim::Busy)
+    }
+}

@@ -1,0 +1,137 @@
+//! The account service's one API error type, rendered as SPEC.md's envelope
+//! `{"error": "<Name>", "message": "...", "field": "..."}`.
+//!
+//! Policy: a client's mistake names the field and the rule it broke, and changes
+//! nothing. A dependency that is down is a 503 the client may retry. Anything else is
+//! a 500 whose cause is logged (with the request id) and never shown.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use admit_domain::FieldError;
+use admit_store::{Conflict, StoreError};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    InvalidArgument { field: String, message: String },
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    IllegalAccess(String),
+    #[error("{message}")]
+    ContactAlreadyUsed { field: String, message: String },
+    #[error("this username is already used")]
+    UsernameAlreadyUsed,
+    #[error("the service is temporarily unavailable; retry")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::InvalidArgument {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            ApiError::InvalidArgument { .. } | ApiError::TooLarge { .. } => {
+                "InvalidArgumentException"
+            }
+            ApiError::Unauthorized(_) => "UnauthorizedException",
+            ApiError::IllegalAccess(_) => "IllegalAccessException",
+            ApiError::ContactAlreadyUsed { .. } => "ContactAlreadyUsedException",
+            ApiError::UsernameAlreadyUsed => "UsernameAlreadyUsedException",
+            ApiError::Unavailable(_) => "ServiceUnavailableException",
+            ApiError::Internal(_) => "InternalErrorException",
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::InvalidArgument { field, .. }
+            | ApiError::ContactAlreadyUsed { field, .. } => Some(field),
+            ApiError::TooLarge { .. } => Some("body"),
+            ApiError::UsernameAlreadyUsed => Some("username"),
+            _ => None,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::IllegalAccess(_) => StatusCode::FORBIDDEN,
+            ApiError::ContactAlreadyUsed { .. } | ApiError::UsernameAlreadyUsed => {
+                StatusCode::CONFLICT
+            }
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Internal(cause) => tracing::error!(cause = %cause, "request failed"),
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(cause = %cause, "dependency unavailable")
+            }
+            _ => {}
+        }
+        let mut res = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unavailable(_)) {
+            res.insert_header(("Retry-After", "1"));
+        }
+        res.json(Envelope {
+            error: self.name(),
+            message: self.to_string(),
+            field: self.field(),
+        })
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        ApiError::InvalidArgument {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Conflict(Conflict::Username) => ApiError::UsernameAlreadyUsed,
+            StoreError::Conflict(Conflict::Contact) => ApiError::ContactAlreadyUsed {
+                field: "contacts".into(),
+                message: "this contact is already registered with an account".into(),
+            },
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::hasher::HashError> for ApiError {
+    fn from(e: crate::hasher::HashError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}

@@ -1,0 +1,329 @@
+//! The account service: accounts, contacts and credentials, and the sign-up APIs.
+//!
+//! [`configure`] mounts its routes on any actix app (its own server, or the embedded
+//! process); [`run`] is the standalone service of the production topology.
+
+pub mod error;
+pub mod hasher;
+pub mod signup;
+
+use crate::error::ApiError;
+use crate::hasher::HashPool;
+use actix_web::{web, HttpRequest, HttpResponse};
+use admit_domain::{Contact, Envelope, NewAccount, Notification, PasswordPolicy, Stage};
+use admit_queue::redis::{RedisQueue, RedisQueueConfig};
+use admit_queue::relay::Relay;
+use admit_runtime::{Metrics, Readiness, Settings};
+use admit_store::accounts::{AccountRow, ContactRow};
+use admit_store::{accounts, outbox, Db};
+use chrono::{DateTime, SecondsFormat, Utc};
+use secrecy::ExposeSecret;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Everything a request handler of this service needs.
+pub struct AccountState {
+    pub db: Db,
+    pub hasher: HashPool,
+    pub policy: PasswordPolicy,
+    pub stage: Stage,
+    pub max_body_bytes: usize,
+    /// Notified after a commit that wrote outbox rows.
+    pub outbox_wake: Arc<Notify>,
+    created: prometheus::IntCounter,
+}
+
+impl AccountState {
+    pub fn new(
+        settings: &Settings,
+        db: Db,
+        outbox_wake: Arc<Notify>,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
+        let created = prometheus::IntCounter::new("accounts_created_total", "Accounts created")?;
+        metrics.register(&created);
+        Ok(Self {
+            db,
+            hasher: HashPool::new(settings.account.hash_threads)?,
+            policy: settings.account.password.clone(),
+            stage: settings.stage,
+            max_body_bytes: settings.account.max_body_bytes,
+            outbox_wake,
+            created,
+        })
+    }
+}
+
+/// Mounts the service's public routes.
+pub fn configure(
+    state: web::Data<AccountState>,
+) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(state.clone())
+            .route("/account", web::post().to(create_account));
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Caller {
+    Bearer,
+    ClientId,
+    Anonymous,
+}
+
+fn caller(req: &HttpRequest) -> Caller {
+    let bearer = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+    if bearer {
+        Caller::Bearer
+    } else if req.headers().contains_key("x-client-id") {
+        Caller::ClientId
+    } else {
+        Caller::Anonymous
+    }
+}
+
+#[tracing::instrument(name = "create_account", skip_all)]
+async fn create_account(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AccountState>,
+) -> Result<HttpResponse, ApiError> {
+    let options = signup::parse_options(req.query_string())?;
+    if state.stage.is_strict() {
+        // Partner tokens and client ids are verified by the authorization server,
+        // which this service does not consult yet: in staging and production nobody
+        // is let in unverified.
+        let message = match caller(&req) {
+            Caller::Anonymous => "identify the caller with a partner bearer token or X-Client-Id",
+            _ => "this caller's credential cannot be verified",
+        };
+        return Err(ApiError::Unauthorized(message.into()));
+    }
+    let body = admit_runtime::http::read_body(payload, state.max_body_bytes)
+        .await
+        .map_err(|e| match e {
+            admit_runtime::http::BodyError::TooLarge(limit) => ApiError::TooLarge { limit },
+            other => ApiError::invalid("body", other.to_string()),
+        })?;
+    let map = signup::parse_body(&body)?;
+    if signup::is_implicit(&map) {
+        return Err(ApiError::invalid(
+            "access_token",
+            "sign-up with a social provider's token is not available on this platform yet",
+        ));
+    }
+    let new = signup::explicit(&map, &state.policy)?;
+    if options.auto_sign_in {
+        return Err(ApiError::invalid(
+            "auto_sign_in",
+            "automatic sign-in is not available yet",
+        ));
+    }
+    if !options.is_enabled {
+        return Err(ApiError::invalid(
+            "is_enabled",
+            "pending accounts are not available yet",
+        ));
+    }
+
+    // A cheap look first, so a taken contact costs no hash. The unique indexes still
+    // decide between concurrent requests.
+    let probe = new.clone();
+    if let Some(taken) = state.db.run(move |conn| taken_value(conn, &probe)).await? {
+        return Err(taken);
+    }
+
+    let password_hash = state.hasher.hash(new.password.expose().to_owned()).await?;
+    let now = Utc::now();
+    let (account, contacts, envelope) = records(&new, password_hash, now);
+    let account_id = account.id.clone();
+    let written = state
+        .db
+        .write(move |conn| {
+            accounts::insert(conn, &account, &contacts)?;
+            if let Some(envelope) = &envelope {
+                outbox::enqueue(conn, outbox::MAIL_TOPIC, envelope)?;
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = written {
+        if matches!(e, admit_store::StoreError::Conflict(_)) {
+            // Lost a race: name the field that the winner took.
+            let probe = new.clone();
+            if let Ok(Some(taken)) = state.db.run(move |conn| taken_value(conn, &probe)).await {
+                return Err(taken);
+            }
+        }
+        return Err(e.into());
+    }
+    state.outbox_wake.notify_one();
+    state.created.inc();
+    tracing::info!(account_id = %account_id, "account created");
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "account_id": account_id,
+        "creation_time": now.to_rfc3339_opts(SecondsFormat::Millis, true),
+    })))
+}
+
+/// The first value of `new` that another account already has, as the error to return.
+fn taken_value(
+    conn: &mut admit_store::AnyConnection,
+    new: &NewAccount,
+) -> Result<Option<ApiError>, admit_store::StoreError> {
+    for (i, c) in new.contacts.iter().enumerate() {
+        if accounts::find_by_contact(conn, c.kind().as_str(), &c.normalized())?.is_some() {
+            return Ok(Some(ApiError::ContactAlreadyUsed {
+                field: format!("contacts[{i}][1]"),
+                message: format!(
+                    "this {} is already registered with an account",
+                    c.kind().as_str()
+                ),
+            }));
+        }
+    }
+    if let Some(u) = &new.username {
+        if accounts::username_taken(conn, &u.normalized())? {
+            return Ok(Some(ApiError::UsernameAlreadyUsed));
+        }
+    }
+    Ok(None)
+}
+
+fn records(
+    new: &NewAccount,
+    password_hash: String,
+    now: DateTime<Utc>,
+) -> (AccountRow, Vec<ContactRow>, Option<Envelope>) {
+    let id = uuid::Uuid::now_v7().to_string();
+    let created_at = now.naive_utc();
+    let expires_at = match new.account_type {
+        admit_domain::AccountType::Test => Some(created_at + chrono::Duration::hours(24)),
+        admit_domain::AccountType::Standard => None,
+    };
+    let account = AccountRow {
+        id: id.clone(),
+        username: new.username.as_ref().map(|u| u.as_str().to_owned()),
+        username_normalized: new.username.as_ref().map(|u| u.normalized()),
+        full_name: new.full_name.clone(),
+        locale: new.locale.as_ref().map(|l| l.as_str().to_owned()),
+        password_hash: Some(password_hash),
+        account_type: new.account_type.as_str().to_owned(),
+        status: "active".into(),
+        created_at,
+        expires_at,
+    };
+    let contacts = new
+        .contacts
+        .iter()
+        .map(|c: &Contact| ContactRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            account_id: id.clone(),
+            kind: c.kind().as_str().to_owned(),
+            value: c.value().to_owned(),
+            value_normalized: c.normalized(),
+            is_primary: c.is_primary(),
+            verified_at: None,
+            created_at,
+        })
+        .collect();
+    let envelope = new.primary_email().map(|email| {
+        Envelope::new(Notification::Welcome {
+            to: email.as_str().to_owned(),
+            account_id: id.clone(),
+            full_name: new.full_name.clone(),
+            username: new.username.as_ref().map(|u| u.as_str().to_owned()),
+            language: new
+                .locale
+                .as_ref()
+                .and_then(|l| l.language_639_1())
+                .unwrap_or("en")
+                .to_owned(),
+        })
+    });
+    (account, contacts, envelope)
+}
+
+/// Deletes expired test accounts every `every`, until `stop`.
+pub async fn purge_test_accounts(db: Db, every: Duration, stop: CancellationToken) {
+    loop {
+        match db
+            .write(|conn| accounts::purge_expired_test_accounts(conn, admit_store::now()))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "purged expired test accounts"),
+            Err(e) => tracing::warn!(error = %e, "test account purge failed; will retry"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// The database check of `/readyz`.
+pub fn readiness(db: Db) -> Readiness {
+    Readiness::new().check("database", move || {
+        let db = db.clone();
+        async move { db.ping().await.map_err(|e| e.to_string()) }
+    })
+}
+
+/// The standalone account service of the production topology: PostgreSQL, and the
+/// outbox relay to Redis. Runs until SIGTERM.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let db = Db::connect(
+        settings.database.url.expose_secret(),
+        settings.database.max_connections,
+    )?;
+    let wake = Arc::new(Notify::new());
+    let metrics = Metrics::new();
+    let state = web::Data::new(AccountState::new(
+        &settings,
+        db.clone(),
+        wake.clone(),
+        &metrics,
+    )?);
+    let stop = CancellationToken::new();
+    let queue = Arc::new(RedisQueue::new(RedisQueueConfig {
+        url: settings.redis.url.expose_secret().to_owned(),
+        prefix: settings.redis.prefix.clone(),
+        topic: outbox::MAIL_TOPIC.into(),
+        group: "mailer".into(),
+        consumer: "relay".into(),
+        claim_idle: Duration::from_millis(settings.mailer.claim_idle_ms),
+    })?);
+    let relay = Relay {
+        db: db.clone(),
+        queue,
+        topic: outbox::MAIL_TOPIC.into(),
+        batch: settings.account.relay_batch,
+        wake,
+    };
+    let relay_task = tokio::spawn(relay.run(stop.clone()));
+    tokio::spawn(purge_test_accounts(
+        db.clone(),
+        Duration::from_secs(600),
+        stop.clone(),
+    ));
+    let started = admit_runtime::http::start(
+        "admit-account",
+        admit_runtime::http::bind(&settings.bind, settings.account.port)?,
+        readiness(db),
+        metrics,
+        stop.clone(),
+        admit_runtime::http::grace(Duration::from_secs(5)),
+        configure(state),
+    )?;
+    started.server.await?;
+    stop.cancel();
+    let _ = relay_task.await;
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! The embedded default: the account service, the authorization server and the
+//! mailer in one process on one port, on SQLite in a data directory, with the outbox
+//! as the queue and outgoing mail kept in a local inbox at `/dev/inbox`.
+
+use admit_mailer::transport::Inbox;
+use admit_queue::local::OutboxQueue;
+use admit_runtime::settings::LogFormat;
+use admit_runtime::{Metrics, Settings};
+use admit_store::{outbox, Db};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+#[derive(clap::Args, Clone)]
+pub struct ServeArgs {
+    /// Port to listen on (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Where the SQLite database and the inbox live.
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        Self {
+            port: 8080,
+            host: "127.0.0.1".into(),
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+pub fn sqlite_url(dir: &Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir)?;
+    Ok(format!("sqlite://{}", dir.join("admit.db").display()))
+}
+
+pub async fn serve(
+    args: ServeArgs,
+    mut settings: Settings,
+    has_config_file: bool,
+) -> anyhow::Result<()> {
+    let configured = |key: &str| has_config_file || std::env::var_os(key).is_some();
+    if !configured("ADMIT__LOG__FORMAT") {
+        settings.log.format = LogFormat::Pretty;
+    }
+    admit_runtime::logging::init(&settings.log);
+
+    let listener = admit_runtime::http::bind(&args.host, args.port)?;
+    let addr = listener.local_addr()?;
+    if !configured("ADMIT__PUBLIC_BASE_URL") {
+        settings.public_base_url = format!("http://{addr}");
+    }
+    let db = Db::connect(&sqlite_url(&args.data_dir)?, 8)?;
+    db.migrate()?;
+
+    let metrics = Metrics::new();
+    let wake = Arc::new(Notify::new());
+    let stop = CancellationToken::new();
+    let account = actix_web::web::Data::new(admit_account::AccountState::new(
+        &settings,
+        db.clone(),
+        wake.clone(),
+        &metrics,
+    )?);
+    let queue = Arc::new(OutboxQueue::new(
+        db.clone(),
+        outbox::MAIL_TOPIC,
+        Duration::from_millis(settings.mailer.claim_idle_ms),
+        wake,
+    ));
+    let inbox = Arc::new(Inbox::new(args.data_dir.join("inbox"))?);
+    let worker = admit_mailer::worker(&settings, db.clone(), queue, inbox.clone(), &metrics)?;
+    let worker_task = tokio::spawn(worker.run(stop.clone()));
+    tokio::spawn(admit_account::purge_test_accounts(
+        db.clone(),
+        Duration::from_secs(600),
+        stop.clone(),
+    ));
+
+    let account_routes = admit_account::configure(account);
+    let oauth_routes = admit_oauth::configure();
+    let inbox_routes = admit_mailer::inbox::configure(inbox);
+    let started = admit_runtime::http::start(
+        "admit",
+        listener,
+        admit_account::readiness(db),
+        metrics,
+        stop.clone(),
+        admit_runtime::http::grace(Duration::ZERO),
+        move |cfg: &mut actix_web::web::ServiceConfig| {
+            account_routes(cfg);
+            oauth_routes(cfg);
+            inbox_routes(cfg);
+        },
+    )?;
+    println!(
+        "\n  Data:   {}\n  Inbox:  http://{addr}/dev/inbox\n  Try:    curl -si http://{addr}/account -H 'Content-Type: application/json' \\\n            -d '{{\"contacts\":[[\"EMAIL\",\"doc@example.com\",true]],\"full_name\":\"Doc Test\",\"password\":\"doctest1\",\"username\":\"doctest\"}}'\n",
+        args.data_dir.display()
+    );
+    started.server.await?;
+    stop.cancel();
+    let _ = worker_task.await;
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! `admit`: the embedded default (all three services in one process, on SQLite, with
+//! an in-process queue and a local inbox) and the operator commands.
+
+use admit_runtime::Settings;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+mod embedded;
+
+#[derive(Parser)]
+#[command(
+    name = "admit",
+    version,
+    about = "Partner account registration and access platform"
+)]
+struct Cli {
+    /// A YAML configuration file (also ADMIT_CONFIG); ADMIT__… variables override it.
+    #[arg(long, global = true, env = "ADMIT_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole platform in one process on SQLite (the default command).
+    Serve(embedded::ServeArgs),
+    /// Apply the database migrations: to the SQLite database of --data-dir, or else
+    /// to the configured database (ADMIT__DATABASE__URL).
+    Migrate {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Measure this machine's raw Argon2id rate (the ceiling of sign-ups per second).
+    BenchHash {
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load(cli.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli
+        .command
+        .unwrap_or(Command::Serve(embedded::ServeArgs::default()))
+    {
+        Command::Serve(args) => {
+            runtime.block_on(embedded::serve(args, settings, cli.config.is_some()))
+        }
+        Command::Migrate { data_dir } => {
+            let url = match data_dir {
+                Some(dir) => embedded::sqlite_url(&dir)?,
+                None => secrecy::ExposeSecret::expose_secret(&settings.database.url).to_owned(),
+            };
+            let db = admit_store::Db::connect(&url, 1)?;
+            let applied = db.migrate()?;
+            println!(
+                "{}",
+                serde_json::json!({"backend": format!("{:?}", db.backend()).to_lowercase(), "applied": applied})
+            );
+            Ok(())
+        }
+        Command::BenchHash { threads, seconds } => {
+            bench_hash(threads, seconds);
+            Ok(())
+        }
+    }
+}
+
+/// Hashes on `threads` threads (0: one per core) for `seconds`, and prints the rate.
+fn bench_hash(threads: usize, seconds: f64) {
+    let threads = if threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    } else {
+        threads
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds);
+    let start = std::time::Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while std::time::Instant::now() < deadline {
+                    if admit_account::hasher::hash_blocking("bench-password-1").is_ok() {
+                        n += 1;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"threads": threads, "hashes": total, "seconds": elapsed, "hashes_per_second": total as f64 / elapsed})
+    );
+}

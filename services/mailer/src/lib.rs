@@ -1,0 +1,114 @@
+//! The notification mailer: renders every email from templates and sends it, at
+//! least once and, where the relay accepted it, not again.
+//!
+//! [`run`] is the standalone service of the production topology (Redis Streams in,
+//! SMTP out). The embedded process builds a [`worker::Worker`] on the outbox queue
+//! with the local [`transport::Inbox`] and mounts [`inbox::configure`].
+
+pub mod inbox;
+pub mod render;
+pub mod transport;
+pub mod worker;
+
+use admit_queue::redis::{RedisQueue, RedisQueueConfig};
+use admit_queue::Queue;
+use admit_runtime::{Metrics, Readiness, Settings};
+use admit_store::{outbox, Db};
+use secrecy::ExposeSecret;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use worker::{Worker, WorkerConfig};
+
+/// A worker over `queue` and `transport`, configured from `settings`.
+pub fn worker(
+    settings: &Settings,
+    db: Db,
+    queue: Arc<dyn Queue>,
+    transport: Arc<dyn transport::Transport>,
+    metrics: &Metrics,
+) -> anyhow::Result<Worker> {
+    let outcomes = worker::outcome_counter();
+    metrics.register(&outcomes);
+    Ok(Worker {
+        queue,
+        db,
+        transport,
+        renderer: Arc::new(render::Renderer::new(
+            &settings.mailer.platform_name,
+            &settings.public_base_url,
+        )?),
+        config: WorkerConfig {
+            concurrency: settings.mailer.concurrency.max(1),
+            max_attempts: settings.mailer.max_attempts.max(1),
+            retry_base: Duration::from_millis(settings.mailer.retry_base_ms),
+            lease: Duration::from_millis(settings.mailer.claim_idle_ms),
+        },
+        outcomes,
+    })
+}
+
+/// This replica's consumer name: configured, or host name and process id.
+pub fn consumer_name(settings: &Settings) -> String {
+    if let Some(c) = &settings.mailer.consumer {
+        return c.clone();
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "mailer".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// The standalone mailer: reads the Redis Stream with a consumer group, sends over
+/// SMTP, serves health and metrics. Runs until SIGTERM.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let db = Db::connect(
+        settings.database.url.expose_secret(),
+        settings.database.max_connections,
+    )?;
+    let queue = Arc::new(RedisQueue::new(RedisQueueConfig {
+        url: settings.redis.url.expose_secret().to_owned(),
+        prefix: settings.redis.prefix.clone(),
+        topic: outbox::MAIL_TOPIC.into(),
+        group: "mailer".into(),
+        consumer: consumer_name(&settings),
+        claim_idle: Duration::from_millis(settings.mailer.claim_idle_ms),
+    })?);
+    let smtp = Arc::new(transport::Smtp::new(
+        &settings.mailer.smtp,
+        &settings.mailer.from,
+    )?);
+    let metrics = Metrics::new();
+    let worker = worker(&settings, db.clone(), queue.clone(), smtp, &metrics)?;
+    let stop = CancellationToken::new();
+    let worker_task = tokio::spawn(worker.run(stop.clone()));
+    let readiness = {
+        let db = db.clone();
+        let queue = queue.clone();
+        Readiness::new()
+            .check("database", move || {
+                let db = db.clone();
+                async move { db.ping().await.map_err(|e| e.to_string()) }
+            })
+            .check("redis", move || {
+                let queue = queue.clone();
+                async move { queue.ping().await.map_err(|e| e.to_string()) }
+            })
+    };
+    let started = admit_runtime::http::start(
+        "admit-mailer",
+        admit_runtime::http::bind(&settings.bind, settings.mailer.port)?,
+        readiness,
+        metrics,
+        stop.clone(),
+        admit_runtime::http::grace(Duration::from_secs(5)),
+        |_cfg: &mut actix_web::web::ServiceConfig| {},
+    )?;
+    started.server.await?;
+    stop.cancel();
+    let _ = worker_task.await;
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! `admit-oauth`: the authorization server of the production topology.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let file = std::env::var_os("ADMIT_CONFIG").map(std::path::PathBuf::from);
+    let settings = admit_runtime::Settings::load(file.as_deref())?;
+    admit_runtime::logging::init(&settings.log);
+    admit_oauth::run(settings).await
+}
