@@ -15,6 +15,8 @@ pub mod accounts;
 pub mod mail;
 pub mod outbox;
 pub mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};

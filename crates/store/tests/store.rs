@@ -1,0 +1,192 @@
+//! The store's contract, run against SQLite and PostgreSQL alike.
+
+use admit_domain::{Envelope, Notification};
+use admit_store::accounts::{self, AccountRow, ContactRow};
+use admit_store::mail::{self, Claim, MailStatus};
+use admit_store::testing::TestDatabase;
+use admit_store::{outbox, Conflict, StoreError};
+use chrono::Duration;
+
+fn account(id: &str, username: Option<&str>) -> AccountRow {
+    AccountRow {
+        id: id.into(),
+        username: username.map(str::to_owned),
+        username_normalized: username.map(str::to_ascii_lowercase),
+        full_name: None,
+        locale: None,
+        password_hash: Some("$argon2id$stub".into()),
+        account_type: "standard".into(),
+        status: "active".into(),
+        created_at: admit_store::now(),
+        expires_at: None,
+    }
+}
+
+fn email(account_id: &str, value: &str) -> ContactRow {
+    ContactRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        account_id: account_id.into(),
+        kind: "EMAIL".into(),
+        value: value.into(),
+        value_normalized: value.to_ascii_lowercase(),
+        is_primary: true,
+        verified_at: None,
+        created_at: admit_store::now(),
+    }
+}
+
+fn welcome(to: &str) -> Envelope {
+    Envelope::new(Notification::Welcome {
+        to: to.into(),
+        account_id: "a".into(),
+        full_name: None,
+        username: None,
+        language: "en".into(),
+    })
+}
+
+#[tokio::test]
+async fn unique_contacts_and_usernames_on_every_backend() -> anyhow::Result<()> {
+    for (backend, tdb) in TestDatabase::each()? {
+        let db = tdb.db()?;
+        db.write(|c| accounts::insert(c, &account("a1", Some("DocTest")), &[email("a1", "Doc@Example.com")]))
+            .await?;
+        let same_email = db
+            .write(|c| accounts::insert(c, &account("a2", None), &[email("a2", "doc@EXAMPLE.com")]))
+            .await;
+        assert!(
+            matches!(same_email, Err(StoreError::Conflict(Conflict::Contact))),
+            "{backend}: {same_email:?}"
+        );
+        let same_name = db
+            .write(|c| accounts::insert(c, &account("a3", Some("doctest")), &[email("a3", "other@example.com")]))
+            .await;
+        assert!(
+            matches!(same_name, Err(StoreError::Conflict(Conflict::Username))),
+            "{backend}: {same_name:?}"
+        );
+        // The refused inserts left nothing behind: all or nothing.
+        assert_eq!(db.run(accounts::count).await?, 1, "{backend}");
+        let owner = db.run(|c| accounts::find_by_contact(c, "EMAIL", "doc@example.com")).await?;
+        assert_eq!(owner.as_deref(), Some("a1"), "{backend}");
+        assert!(db.run(|c| accounts::username_taken(c, "doctest")).await?, "{backend}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rolled_back_change_leaves_no_outbox_row() -> anyhow::Result<()> {
+    for (backend, tdb) in TestDatabase::each()? {
+        let db = tdb.db()?;
+        let r = db
+            .write(|c| {
+                outbox::enqueue(c, outbox::MAIL_TOPIC, &welcome("x@example.com"))?;
+                Err::<(), _>(StoreError::Internal("the change failed".into()))
+            })
+            .await;
+        assert!(r.is_err());
+        assert_eq!(db.run(|c| outbox::count_unpublished(c, outbox::MAIL_TOPIC)).await?, 0, "{backend}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn outbox_leases_are_exclusive_and_expire() -> anyhow::Result<()> {
+    for (backend, tdb) in TestDatabase::each()? {
+        let db = tdb.db()?;
+        for i in 0..3 {
+            let e = welcome(&format!("u{i}@example.com"));
+            db.write(move |c| outbox::enqueue(c, outbox::MAIL_TOPIC, &e)).await?;
+        }
+        let now = admit_store::now();
+        let first = db
+            .write(move |c| outbox::lease(c, outbox::MAIL_TOPIC, 2, now, now + Duration::seconds(30)))
+            .await?;
+        assert_eq!(first.len(), 2, "{backend}");
+        let second = db
+            .write(move |c| outbox::lease(c, outbox::MAIL_TOPIC, 10, now, now + Duration::seconds(30)))
+            .await?;
+        assert_eq!(second.len(), 1, "{backend}: a leased row is not handed out twice");
+        assert_ne!(second[0].seq, first[0].seq);
+        // After the leases run out, unpublished rows come back, with a delivery count.
+        let later = now + Duration::seconds(31);
+        let seqs = vec![first[0].seq];
+        db.write(move |c| outbox::mark_published(c, &seqs, later)).await?;
+        let again = db
+            .write(move |c| outbox::lease(c, outbox::MAIL_TOPIC, 10, later, later + Duration::seconds(30)))
+            .await?;
+        assert_eq!(again.len(), 2, "{backend}");
+        assert!(again.iter().all(|r| r.deliveries == 2), "{backend}");
+        assert_eq!(db.run(|c| outbox::count_unpublished(c, outbox::MAIL_TOPIC)).await?, 2);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_is_claimed_by_one_sender_and_sent_once() -> anyhow::Result<()> {
+    for (backend, tdb) in TestDatabase::each()? {
+        let db = tdb.db()?;
+        let now = admit_store::now();
+        let lease = now + Duration::seconds(60);
+        let claim = |at, until| {
+            let db = db.clone();
+            async move {
+                db.write(move |c| mail::claim(c, "m1", "welcome", "x@example.com", at, until))
+                    .await
+            }
+        };
+        assert!(matches!(claim(now, lease).await?, Claim::Mine(_)), "{backend}");
+        assert!(matches!(claim(now, lease).await?, Claim::Busy), "{backend}: held by the first sender");
+        // The first sender died: its lease runs out and the message is available again.
+        let later = now + Duration::seconds(61);
+        assert!(matches!(claim(later, later + Duration::seconds(60)).await?, Claim::Mine(_)), "{backend}");
+        db.write(move |c| mail::mark_sent(c, "m1", later)).await?;
+        assert!(matches!(claim(later, later).await?, Claim::Done), "{backend}: sent is final");
+        assert_eq!(db.run(|c| mail::count_by_status(c, MailStatus::Sent)).await?, 1);
+
+        // A failure schedules a retry; before it is due the message is not taken.
+        db.write(move |c| mail::claim(c, "m2", "welcome", "y@example.com", now, lease).map(|_| ()))
+            .await?;
+        let retry_at = now + Duration::seconds(10);
+        let attempts = db
+            .write(move |c| mail::mark_failed(c, "m2", "421 busy", Some(retry_at), now))
+            .await?;
+        assert_eq!(attempts, 1);
+        let early = db
+            .write(move |c| mail::claim(c, "m2", "welcome", "y@example.com", now, lease))
+            .await?;
+        assert!(matches!(early, Claim::Busy), "{backend}");
+        let due = db
+            .write(move |c| mail::claim(c, "m2", "welcome", "y@example.com", retry_at, lease))
+            .await?;
+        assert!(matches!(due, Claim::Mine(ref r) if r.attempts == 1), "{backend}: {due:?}");
+        db.write(move |c| mail::mark_failed(c, "m2", "550 no such user", None, now).map(|_| ()))
+            .await?;
+        assert_eq!(db.run(|c| mail::count_by_status(c, MailStatus::Dead)).await?, 1);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn expired_test_accounts_are_purged_with_their_contacts() -> anyhow::Result<()> {
+    for (backend, tdb) in TestDatabase::each()? {
+        let db = tdb.db()?;
+        let now = admit_store::now();
+        let mut test = account("t1", None);
+        test.account_type = "test".into();
+        test.expires_at = Some(now - Duration::minutes(1));
+        let mut fresh = account("t2", None);
+        fresh.account_type = "test".into();
+        fresh.expires_at = Some(now + Duration::hours(24));
+        db.write(move |c| {
+            accounts::insert(c, &test, &[email("t1", "t1@example.com")])?;
+            accounts::insert(c, &fresh, &[email("t2", "t2@example.com")])?;
+            accounts::insert(c, &account("s1", None), &[email("s1", "s1@example.com")])
+        })
+        .await?;
+        assert_eq!(db.write(move |c| accounts::purge_expired_test_accounts(c, now)).await?, 1);
+        assert_eq!(db.run(accounts::count).await?, 2, "{backend}");
+        assert!(db.run(|c| accounts::find_by_contact(c, "EMAIL", "t1@example.com")).await?.is_none());
+    }
+    Ok(())
+}
