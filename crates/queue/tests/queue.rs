@@ -1,0 +1,199 @@
+//! The queue's contract, run against every implementation: the outbox queue on SQLite
+//! and on PostgreSQL, and Redis Streams (fed by the relay, as in production).
+
+use admit_domain::{Envelope, Notification};
+use admit_queue::local::OutboxQueue;
+use admit_queue::redis::{RedisQueue, RedisQueueConfig};
+use admit_queue::relay::Relay;
+use admit_queue::Queue;
+use admit_store::testing::TestDatabase;
+use admit_store::{outbox, Db};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+const IDLE: Duration = Duration::from_millis(600);
+const WAIT: Duration = Duration::from_millis(200);
+
+fn redis_url() -> String {
+    std::env::var("ADMIT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// One implementation under test: how to put messages in, and consumers.
+struct Fixture {
+    name: &'static str,
+    db: Db,
+    _tdb: TestDatabase,
+    redis_prefix: Option<String>,
+    wake: Arc<Notify>,
+}
+
+impl Fixture {
+    fn all() -> anyhow::Result<Vec<Fixture>> {
+        let mut out = Vec::new();
+        for (name, tdb) in [("outbox/sqlite", TestDatabase::sqlite()?), ("outbox/postgres", TestDatabase::postgres()?)] {
+            out.push(Fixture { name, db: tdb.db()?, _tdb: tdb, redis_prefix: None, wake: Arc::new(Notify::new()) });
+        }
+        let tdb = TestDatabase::sqlite()?;
+        out.push(Fixture {
+            name: "redis",
+            db: tdb.db()?,
+            _tdb: tdb,
+            redis_prefix: Some(format!("admit-test-{}", uuid::Uuid::new_v4().simple())),
+            wake: Arc::new(Notify::new()),
+        });
+        Ok(out)
+    }
+
+    fn redis(&self, consumer: &str) -> anyhow::Result<Arc<RedisQueue>> {
+        Ok(Arc::new(RedisQueue::new(RedisQueueConfig {
+            url: redis_url(),
+            prefix: self.redis_prefix.clone().unwrap_or_default(),
+            topic: outbox::MAIL_TOPIC.into(),
+            group: "mailer".into(),
+            consumer: consumer.into(),
+            claim_idle: IDLE,
+        })?))
+    }
+
+    fn consumer(&self, name: &str) -> anyhow::Result<Arc<dyn Queue>> {
+        Ok(match &self.redis_prefix {
+            Some(_) => self.redis(name)?,
+            None => Arc::new(OutboxQueue::new(self.db.clone(), outbox::MAIL_TOPIC, IDLE, self.wake.clone())),
+        })
+    }
+
+    /// Commits messages to the outbox (and, for Redis, relays them).
+    async fn publish(&self, n: usize) -> anyhow::Result<HashSet<String>> {
+        let mut ids = HashSet::new();
+        for i in 0..n {
+            let e = Envelope::new(Notification::Welcome {
+                to: format!("u{i}@example.com"),
+                account_id: format!("a{i}"),
+                full_name: None,
+                username: None,
+                language: "en".into(),
+            });
+            ids.insert(e.id.to_string());
+            self.db.write(move |c| outbox::enqueue(c, outbox::MAIL_TOPIC, &e)).await?;
+        }
+        if self.redis_prefix.is_some() {
+            let relay = Relay {
+                db: self.db.clone(),
+                queue: self.redis("relay")?,
+                topic: outbox::MAIL_TOPIC.into(),
+                batch: 500,
+                wake: self.wake.clone(),
+            };
+            while relay.run_once().await? > 0 {}
+        }
+        self.wake.notify_one();
+        Ok(ids)
+    }
+}
+
+fn id_of(payload: &str) -> String {
+    serde_json::from_str::<Envelope>(payload).map(|e| e.id.to_string()).unwrap_or_default()
+}
+
+async fn drain(q: &dyn Queue, rounds: usize) -> anyhow::Result<Vec<admit_queue::Delivery>> {
+    let mut all = Vec::new();
+    for _ in 0..rounds {
+        let got = q.receive(100, WAIT).await?;
+        if got.is_empty() {
+            break;
+        }
+        all.extend(got);
+    }
+    Ok(all)
+}
+
+#[tokio::test]
+async fn every_message_is_delivered_and_acked_ones_never_again() -> anyhow::Result<()> {
+    for f in Fixture::all()? {
+        let ids = f.publish(25).await?;
+        let q = f.consumer("c1")?;
+        let got = drain(q.as_ref(), 10).await?;
+        let seen: HashSet<String> = got.iter().map(|d| id_of(&d.payload)).collect();
+        assert_eq!(seen, ids, "{}: every published message, once", f.name);
+        for d in &got {
+            q.ack(d).await?;
+        }
+        tokio::time::sleep(IDLE * 2).await;
+        let again = drain(f.consumer("c2")?.as_ref(), 3).await?;
+        assert!(again.is_empty(), "{}: acknowledged messages came back: {}", f.name, again.len());
+        q.ping().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_dead_consumers_messages_go_to_another_after_the_idle_time() -> anyhow::Result<()> {
+    for f in Fixture::all()? {
+        let ids = f.publish(10).await?;
+        let dead = f.consumer("dies")?;
+        let taken = drain(dead.as_ref(), 5).await?;
+        assert_eq!(taken.len(), 10, "{}", f.name);
+        drop(dead); // never acknowledges
+
+        let other = f.consumer("survivor")?;
+        let early = other.receive(100, Duration::from_millis(50)).await?;
+        assert!(early.is_empty(), "{}: taken over before the idle time", f.name);
+        tokio::time::sleep(IDLE + Duration::from_millis(300)).await;
+        let recovered = drain(other.as_ref(), 10).await?;
+        let seen: HashSet<String> = recovered.iter().map(|d| id_of(&d.payload)).collect();
+        assert_eq!(seen, ids, "{}: nothing lost", f.name);
+        for d in &recovered {
+            other.ack(d).await?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_dead_letter_leaves_the_queue_and_others_flow() -> anyhow::Result<()> {
+    for f in Fixture::all()? {
+        f.publish(3).await?;
+        let q = f.consumer("c")?;
+        let got = drain(q.as_ref(), 5).await?;
+        assert_eq!(got.len(), 3, "{}", f.name);
+        q.dead_letter(&got[0], "550 no such user").await?;
+        q.ack(&got[1]).await?;
+        tokio::time::sleep(IDLE + Duration::from_millis(300)).await;
+        let back = drain(f.consumer("c2")?.as_ref(), 5).await?;
+        assert_eq!(back.len(), 1, "{}: only the unacknowledged one returns", f.name);
+        assert_eq!(id_of(&back[0].payload), id_of(&got[2].payload));
+        if f.redis_prefix.is_some() {
+            let (_, dead) = f.redis("inspect")?.lengths().await?;
+            assert_eq!(dead, 1, "the dead-letter stream holds it");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_relay_keeps_rows_while_redis_is_unreachable() -> anyhow::Result<()> {
+    let tdb = TestDatabase::sqlite()?;
+    let db = tdb.db()?;
+    let e = Envelope::new(Notification::Welcome {
+        to: "x@example.com".into(),
+        account_id: "a".into(),
+        full_name: None,
+        username: None,
+        language: "en".into(),
+    });
+    db.write(move |c| outbox::enqueue(c, outbox::MAIL_TOPIC, &e)).await?;
+    let unreachable = Arc::new(RedisQueue::new(RedisQueueConfig {
+        url: "redis://127.0.0.1:1".into(),
+        prefix: "nowhere".into(),
+        topic: outbox::MAIL_TOPIC.into(),
+        group: "mailer".into(),
+        consumer: "relay".into(),
+        claim_idle: IDLE,
+    })?);
+    let relay = Relay { db: db.clone(), queue: unreachable, topic: outbox::MAIL_TOPIC.into(), batch: 10, wake: Arc::new(Notify::new()) };
+    assert!(relay.run_once().await.is_err());
+    assert_eq!(db.run(|c| outbox::count_unpublished(c, outbox::MAIL_TOPIC)).await?, 1, "the row waits in the outbox");
+    Ok(())
+}
