@@ -1,1 +1,242 @@
+//! The end-to-end harness: starts the real binaries (built by `cargo build
+//! --workspace --bins`, which scripts/test does first) against real PostgreSQL, Redis
+//! and an SMTP server, each test with its own database, Redis key prefix and SMTP
+//! capture, so tests run in parallel.
 
+use anyhow::{bail, Context};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub use admit_store::testing::TestDatabase;
+
+/// Where the binaries are: `ADMIT_BIN_DIR`, else the workspace's target/debug.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("ADMIT_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+pub fn redis_url() -> String {
+    std::env::var("ADMIT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A running binary. Killed when dropped.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    /// `http://127.0.0.1:PORT`, from the line the binary prints when it listens.
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `bin(name) args` with `env` and waits for its "listening on" line.
+    pub fn start(name: &str, args: &[&str], env: &[(String, String)], log_dir: &Path) -> anyhow::Result<Proc> {
+        let log = log_dir.join(format!("{name}-{}.log", unique("")));
+        let stderr = std::fs::File::create(&log)?;
+        let mut cmd = Command::new(bin(name));
+        cmd.args(args)
+            .env("ADMIT_SHUTDOWN_GRACE_MS", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some((_, url)) = line.split_once(" listening on ") {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => Ok(Proc { name: name.into(), child, url, log }),
+            Err(_) => {
+                let _ = child.kill();
+                let out = std::fs::read_to_string(&log).unwrap_or_default();
+                bail!("{name} did not start listening:\n{out}")
+            }
+        }
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                self.kill9();
+                bail!("{} did not stop on SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real SMTP server (Python's aiosmtpd) that keeps every message in a Maildir.
+pub struct SmtpCapture {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+#[derive(Debug, Clone)]
+pub struct CapturedMail {
+    pub to: String,
+    pub subject: String,
+    pub message_id: String,
+    pub text: String,
+    pub html: String,
+}
+
+impl SmtpCapture {
+    pub fn start() -> anyhow::Result<Self> {
+        let python = std::env::var("ADMIT_TEST_SMTP_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+        let dir = tempfile::tempdir()?;
+        let maildir = dir.path().join("Maildir");
+        let port = free_port();
+        let child = Command::new(&python)
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting aiosmtpd with {python} (apt-get install python3-aiosmtpd)"))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("the SMTP capture server did not start on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Self { child, port, dir })
+    }
+
+    /// Every message received so far.
+    pub fn messages(&self) -> Vec<CapturedMail> {
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(self.dir.path().join("Maildir").join(sub)) else {
+                continue;
+            };
+            for e in entries.filter_map(Result::ok) {
+                let Ok(raw) = std::fs::read(e.path()) else { continue };
+                let Some(m) = mail_parser::MessageParser::default().parse(&raw) else { continue };
+                let to = m
+                    .to()
+                    .and_then(|a| a.first())
+                    .and_then(|a| a.address())
+                    .unwrap_or_default()
+                    .to_owned();
+                out.push(CapturedMail {
+                    to,
+                    subject: m.subject().unwrap_or_default().to_owned(),
+                    message_id: m.message_id().unwrap_or_default().to_owned(),
+                    text: m.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+                    html: m.body_html(0).map(|t| t.into_owned()).unwrap_or_default(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Waits until at least `n` messages arrived (or `timeout`), and returns them.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<CapturedMail> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.messages();
+            if got.len() >= n || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for SmtpCapture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Counts how many times each recipient appears.
+pub fn by_recipient(mails: &[CapturedMail]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for mail in mails {
+        *m.entry(mail.to.to_ascii_lowercase()).or_insert(0) += 1;
+    }
+    m
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("a default HTTP client builds")
+}
+
+/// `POST {base}/account` with a JSON body; returns status and JSON answer.
+pub async fn post_account(client: &reqwest::Client, base: &str, body: &serde_json::Value) -> anyhow::Result<(u16, serde_json::Value)> {
+    let res = client.post(format!("{base}/account")).json(body).send().await?;
+    let status = res.status().as_u16();
+    let json = res.json().await.unwrap_or(serde_json::Value::Null);
+    Ok((status, json))
+}
+
+/// A sign-up body for `email` with a valid password.
+pub fn signup(email: &str) -> serde_json::Value {
+    serde_json::json!({"contacts": [["EMAIL", email, true]], "full_name": "Test User", "password": "doctest1"})
+}

@@ -70,7 +70,8 @@ impl Default for Metrics {
     }
 }
 
-/// Middleware: `App::new().wrap(from_fn(metrics::track))` with `web::Data<Metrics>`.
+/// Middleware: counts, times and logs every request. Mounted inside the request span
+/// of tracing-actix-web, with `web::Data<Metrics>` in the app.
 pub async fn track(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -80,8 +81,17 @@ pub async fn track(
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
     let start = Instant::now();
     let res = next.call(req).await?;
+    let status_code = res.status().as_u16();
+    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    // One access line a request, inside the request span (so it carries the request
+    // id). Probes are frequent and uninteresting: debug level.
+    if matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics") {
+        tracing::debug!(method = %method, route = %route, status = status_code, latency_ms, "request handled");
+    } else {
+        tracing::info!(method = %method, route = %route, status = status_code, latency_ms, "request handled");
+    }
     if let Some(m) = metrics {
-        let status = res.status().as_u16().to_string();
+        let status = status_code.to_string();
         m.requests
             .with_label_values(&[&method, &route, &status])
             .inc();
