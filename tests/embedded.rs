@@ -7,7 +7,12 @@ use std::path::Path;
 
 fn serve(data: &Path) -> anyhow::Result<Proc> {
     let dir = data.to_str().unwrap_or_default();
-    Proc::start("admit", &["serve", "--port", "0", "--data-dir", dir], &[], data)
+    Proc::start(
+        "admit",
+        &["serve", "--port", "0", "--data-dir", dir],
+        &[],
+        data,
+    )
 }
 
 async fn account_count(data: &Path) -> anyhow::Result<i64> {
@@ -17,7 +22,12 @@ async fn account_count(data: &Path) -> anyhow::Result<i64> {
 
 async fn inbox(base: &str) -> anyhow::Result<Vec<Value>> {
     for _ in 0..100 {
-        let list: Vec<Value> = http().get(format!("{base}/dev/inbox.json")).send().await?.json().await?;
+        let list: Vec<Value> = http()
+            .get(format!("{base}/dev/inbox.json"))
+            .send()
+            .await?
+            .json()
+            .await?;
         if !list.is_empty() {
             return Ok(list);
         }
@@ -33,8 +43,12 @@ async fn sign_up_read_the_email_and_survive_a_restart() -> anyhow::Result<()> {
     let body = json!({"contacts":[["EMAIL","Doc@Example.com",true]],"full_name":"Doc Test","locale":"eng-US","password":"doctest1","username":"doctest"});
     let (status, created) = post_account(&http(), &server.url, &body).await?;
     assert_eq!(status, 201, "{created}");
-    assert!(created["account_id"].as_str().is_some_and(|s| !s.is_empty()));
-    assert!(created["creation_time"].as_str().is_some_and(|s| s.ends_with('Z')));
+    assert!(created["account_id"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+    assert!(created["creation_time"]
+        .as_str()
+        .is_some_and(|s| s.ends_with('Z')));
     assert!(created.get("session_id").is_none());
 
     let mails = inbox(&server.url).await?;
@@ -42,24 +56,57 @@ async fn sign_up_read_the_email_and_survive_a_restart() -> anyhow::Result<()> {
     assert_eq!(mails[0]["to"], "Doc@Example.com");
     assert_eq!(mails[0]["subject"], "Welcome to admit");
     let text = mails[0]["text"].as_str().unwrap_or_default();
-    assert!(text.contains("doctest") && !text.contains("doctest1"), "no password in email: {text}");
-    assert!(text.contains(&format!("{}/", server.url)), "portal link: {text}");
-    let html = mails[0]["html"].as_str().unwrap_or_default().replace("&#x2f;", "/");
-    assert!(html.contains(&format!("href=\"{}/\"", server.url)), "{html}");
-    let page = http().get(format!("{}/dev/inbox", server.url)).send().await?.text().await?;
+    assert!(
+        text.contains("doctest") && !text.contains("doctest1"),
+        "no password in email: {text}"
+    );
+    assert!(
+        text.contains(&format!("{}/", server.url)),
+        "portal link: {text}"
+    );
+    let html = mails[0]["html"]
+        .as_str()
+        .unwrap_or_default()
+        .replace("&#x2f;", "/");
+    assert!(
+        html.contains(&format!("href=\"{}/\"", server.url)),
+        "{html}"
+    );
+    let page = http()
+        .get(format!("{}/dev/inbox", server.url))
+        .send()
+        .await?
+        .text()
+        .await?;
     assert!(page.contains("Welcome to admit") && page.contains("Doc@Example.com"));
 
     server.terminate()?;
     let server = serve(data.path())?;
-    assert_eq!(account_count(data.path()).await?, 1, "the account survived the restart");
+    assert_eq!(
+        account_count(data.path()).await?,
+        1,
+        "the account survived the restart"
+    );
     let again = json!({"contacts":[["EMAIL","doc@EXAMPLE.COM",true]],"password":"doctest1"});
     let (status, err) = post_account(&http(), &server.url, &again).await?;
     assert_eq!(status, 409, "{err}");
     assert_eq!(err["error"], "ContactAlreadyUsedException");
     assert_eq!(err["field"], "contacts[0][1]");
-    let (status, err) = post_account(&http(), &server.url, &json!({"username":"DOCTEST","password":"doctest1"})).await?;
-    assert_eq!((status, err["error"].as_str()), (409, Some("UsernameAlreadyUsedException")));
-    assert_eq!(inbox(&server.url).await?.len(), 1, "a refused sign-up sends nothing");
+    let (status, err) = post_account(
+        &http(),
+        &server.url,
+        &json!({"username":"DOCTEST","password":"doctest1"}),
+    )
+    .await?;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (409, Some("UsernameAlreadyUsedException"))
+    );
+    assert_eq!(
+        inbox(&server.url).await?.len(),
+        1,
+        "a refused sign-up sends nothing"
+    );
     Ok(())
 }
 
@@ -69,27 +116,69 @@ async fn bad_input_names_the_field_and_writes_nothing() -> anyhow::Result<()> {
     let server = serve(data.path())?;
     let client = http();
     let long_local = format!("{}@example.com", "a".repeat(65));
-    let long_address = format!("{}@{}.{}.{}.com", "a".repeat(64), "b".repeat(63), "c".repeat(63), "d".repeat(58));
+    let long_address = format!(
+        "{}@{}.{}.{}.com",
+        "a".repeat(64),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(58)
+    );
     assert_eq!(long_address.len(), 255);
     let c = |email: &str| json!({"contacts":[["EMAIL", email, true]],"password":"doctest1"});
     let cases: Vec<(&str, Value, &str)> = vec![
         ("no domain", c("doc@"), "contacts[0][1]"),
         ("65-character local part", c(&long_local), "contacts[0][1]"),
         ("255-character address", c(&long_address), "contacts[0][1]"),
-        ("phone 12345", json!({"contacts":[["PHONE","12345"]],"password":"doctest1"}), "contacts[0][1]"),
-        ("locale english", json!({"username":"doctest","password":"doctest1","locale":"english"}), "locale"),
-        ("5-character password", json!({"username":"doctest","password":"12a4b"}), "password"),
-        ("19-character password", json!({"username":"doctest","password":"a".repeat(19)}), "password"),
-        ("password that is a number", json!({"username":"doctest","password":12345678}), "password"),
-        ("no contacts, no username", json!({"password":"doctest1"}), "contacts"),
+        (
+            "phone 12345",
+            json!({"contacts":[["PHONE","12345"]],"password":"doctest1"}),
+            "contacts[0][1]",
+        ),
+        (
+            "locale english",
+            json!({"username":"doctest","password":"doctest1","locale":"english"}),
+            "locale",
+        ),
+        (
+            "5-character password",
+            json!({"username":"doctest","password":"12a4b"}),
+            "password",
+        ),
+        (
+            "19-character password",
+            json!({"username":"doctest","password":"a".repeat(19)}),
+            "password",
+        ),
+        (
+            "password that is a number",
+            json!({"username":"doctest","password":12345678}),
+            "password",
+        ),
+        (
+            "no contacts, no username",
+            json!({"password":"doctest1"}),
+            "contacts",
+        ),
         (
             "two primary EMAILs",
             json!({"contacts":[["EMAIL","a@example.com",true],["EMAIL","b@example.com",true]],"password":"doctest1"}),
             "contacts[1][2]",
         ),
-        ("unknown contact name", json!({"contacts":[["FAX","+14155550100"]],"password":"doctest1"}), "contacts[0][0]"),
-        ("unknown account type", json!({"username":"doctest","password":"doctest1","account_type":"gold"}), "account_type"),
-        ("contacts of the wrong type", json!({"contacts":"doc@example.com","password":"doctest1"}), "contacts"),
+        (
+            "unknown contact name",
+            json!({"contacts":[["FAX","+14155550100"]],"password":"doctest1"}),
+            "contacts[0][0]",
+        ),
+        (
+            "unknown account type",
+            json!({"username":"doctest","password":"doctest1","account_type":"gold"}),
+            "account_type",
+        ),
+        (
+            "contacts of the wrong type",
+            json!({"contacts":"doc@example.com","password":"doctest1"}),
+            "contacts",
+        ),
         ("a body that is not an object", json!(["doc"]), "body"),
     ];
     for (what, body, field) in cases {
@@ -97,7 +186,10 @@ async fn bad_input_names_the_field_and_writes_nothing() -> anyhow::Result<()> {
         assert_eq!(status, 400, "{what}: {err}");
         assert_eq!(err["error"], "InvalidArgumentException", "{what}");
         assert_eq!(err["field"], field, "{what}: {err}");
-        assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
+        assert!(
+            err["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
     }
 
     let raw = |bytes: Vec<u8>| {
@@ -110,19 +202,35 @@ async fn bad_input_names_the_field_and_writes_nothing() -> anyhow::Result<()> {
     let res = raw(b"{\"contacts\": [[\"EMAIL\", \"doc@example.com\"".to_vec()).await?;
     assert_eq!(res.status(), 400, "malformed JSON");
     let err: Value = res.json().await?;
-    assert_eq!((err["error"].as_str(), err["field"].as_str()), (Some("InvalidArgumentException"), Some("body")));
+    assert_eq!(
+        (err["error"].as_str(), err["field"].as_str()),
+        (Some("InvalidArgumentException"), Some("body"))
+    );
     let res = raw(b"{\"username\":\"doc\xff\xfe\",\"password\":\"doctest1\"}".to_vec()).await?;
     assert_eq!(res.status(), 400, "invalid UTF-8");
     let mut big = b"{\"full_name\":\"".to_vec();
     big.extend(std::iter::repeat_n(b'x', 2 * 1024 * 1024));
     big.extend(b"\",\"username\":\"doctest\",\"password\":\"doctest1\"}");
     let res = raw(big).await?;
-    assert!(matches!(res.status().as_u16(), 400 | 413), "2 MB body: {}", res.status());
+    assert!(
+        matches!(res.status().as_u16(), 400 | 413),
+        "2 MB body: {}",
+        res.status()
+    );
     let err: Value = res.json().await?;
     assert_eq!(err["error"], "InvalidArgumentException");
 
-    assert_eq!(account_count(data.path()).await?, 0, "bad input wrote nothing");
-    let mails: Vec<Value> = client.get(format!("{}/dev/inbox.json", server.url)).send().await?.json().await?;
+    assert_eq!(
+        account_count(data.path()).await?,
+        0,
+        "bad input wrote nothing"
+    );
+    let mails: Vec<Value> = client
+        .get(format!("{}/dev/inbox.json", server.url))
+        .send()
+        .await?
+        .json()
+        .await?;
     assert!(mails.is_empty(), "bad input sent nothing");
     Ok(())
 }
@@ -132,8 +240,16 @@ async fn fifty_concurrent_sign_ups_with_one_email_make_one_account() -> anyhow::
     let data = tempfile::tempdir()?;
     let server = serve(data.path())?;
     let statuses = concurrent_same_email(&server.url, 50).await?;
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 49, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        49,
+        "{statuses:?}"
+    );
     assert_eq!(account_count(data.path()).await?, 1);
     Ok(())
 }
@@ -146,10 +262,20 @@ pub async fn concurrent_same_email(base: &str, n: usize) -> anyhow::Result<Vec<u
             let email: String = "racer@example.com"
                 .chars()
                 .enumerate()
-                .map(|(j, ch)| if (i >> (j % 6)) & 1 == 1 { ch.to_ascii_uppercase() } else { ch })
+                .map(|(j, ch)| {
+                    if (i >> (j % 6)) & 1 == 1 {
+                        ch.to_ascii_uppercase()
+                    } else {
+                        ch
+                    }
+                })
                 .collect();
             let (client, base) = (client.clone(), base.to_owned());
-            tokio::spawn(async move { post_account(&client, &base, &signup(&email)).await.map(|(s, _)| s) })
+            tokio::spawn(async move {
+                post_account(&client, &base, &signup(&email))
+                    .await
+                    .map(|(s, _)| s)
+            })
         })
         .collect();
     let mut statuses = Vec::new();

@@ -1,7 +1,9 @@
 //! The production topology: admit-account, admit-oauth and admit-mailer as separate
 //! processes on PostgreSQL and Redis, sending through a real SMTP server.
 
-use admit_e2e::{by_recipient, http, post_account, redis_url, signup, unique, Proc, SmtpCapture, TestDatabase};
+use admit_e2e::{
+    by_recipient, http, post_account, redis_url, signup, unique, Proc, SmtpCapture, TestDatabase,
+};
 use admit_store::{mail, Db};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -36,9 +38,18 @@ impl Topology {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let status = Command::new(admit_e2e::bin("admit")).arg("migrate").envs(env.clone()).status()?;
+        let status = Command::new(admit_e2e::bin("admit"))
+            .arg("migrate")
+            .envs(env.clone())
+            .status()?;
         anyhow::ensure!(status.success(), "admit migrate failed");
-        Ok(Self { tdb, env, logs: tempfile::tempdir()?, smtp, prefix })
+        Ok(Self {
+            tdb,
+            env,
+            logs: tempfile::tempdir()?,
+            smtp,
+            prefix,
+        })
     }
 
     fn start(&self, name: &str) -> anyhow::Result<Proc> {
@@ -47,17 +58,27 @@ impl Topology {
 
     async fn sent_count(&self) -> anyhow::Result<i64> {
         let db = Db::connect(&self.tdb.url, 1)?;
-        Ok(db.run(|c| mail::count_by_status(c, mail::MailStatus::Sent)).await?)
+        Ok(db
+            .run(|c| mail::count_by_status(c, mail::MailStatus::Sent))
+            .await?)
     }
 
     async fn stream_len(&self) -> anyhow::Result<usize> {
         let client = redis::Client::open(redis_url())?;
         let mut c = client.get_multiplexed_async_connection().await?;
-        Ok(redis::cmd("XLEN").arg(format!("{}:mail", self.prefix)).query_async(&mut c).await?)
+        Ok(redis::cmd("XLEN")
+            .arg(format!("{}:mail", self.prefix))
+            .query_async(&mut c)
+            .await?)
     }
 
     /// Creates `n` accounts, 16 at a time; returns their addresses.
-    async fn create_accounts(&self, base: &str, n: usize, tag: &str) -> anyhow::Result<Vec<String>> {
+    async fn create_accounts(
+        &self,
+        base: &str,
+        n: usize,
+        tag: &str,
+    ) -> anyhow::Result<Vec<String>> {
         let client = http();
         let emails: Vec<String> = (0..n).map(|i| format!("{tag}-{i}@example.com")).collect();
         for chunk in emails.chunks(16) {
@@ -83,12 +104,25 @@ async fn every_service_answers_health_readiness_and_metrics() -> anyhow::Result<
     for name in ["admit-account", "admit-oauth", "admit-mailer"] {
         let p = t.start(name)?;
         let client = http();
-        assert_eq!(client.get(format!("{}/healthz", p.url)).send().await?.status(), 200, "{name}");
+        assert_eq!(
+            client
+                .get(format!("{}/healthz", p.url))
+                .send()
+                .await?
+                .status(),
+            200,
+            "{name}"
+        );
         let ready = client.get(format!("{}/readyz", p.url)).send().await?;
         assert_eq!(ready.status(), 200, "{name}");
         let body: serde_json::Value = ready.json().await?;
         assert_eq!(body["checks"]["database"], "ok", "{name}: {body}");
-        let metrics = client.get(format!("{}/metrics", p.url)).send().await?.text().await?;
+        let metrics = client
+            .get(format!("{}/metrics", p.url))
+            .send()
+            .await?
+            .text()
+            .await?;
         assert!(metrics.contains("http_requests_total"), "{name}: {metrics}");
         // JSON logs, with the request id on the request's lines.
         let missing = client.get(format!("{}/no-such-page", p.url)).send().await?;
@@ -97,7 +131,11 @@ async fn every_service_answers_health_readiness_and_metrics() -> anyhow::Result<
         assert_eq!(err["error"], "NotFoundException");
         tokio::time::sleep(Duration::from_millis(200)).await;
         let log = p.log_text();
-        assert!(log.lines().any(|l| l.starts_with('{') && l.contains("\"request_id\"")), "{name}: {log}");
+        assert!(
+            log.lines()
+                .any(|l| l.starts_with('{') && l.contains("\"request_id\"")),
+            "{name}: {log}"
+        );
     }
     Ok(())
 }
@@ -125,9 +163,16 @@ async fn mail_waits_for_a_stopped_mailer_and_arrives_exactly_once() -> anyhow::R
         assert_eq!(counts.get(e).copied(), Some(1), "{e}");
     }
     assert!(got.iter().all(|m| m.subject == "Welcome to admit"));
-    assert!(got[0].text.contains("https://accounts.example.test/"), "links use the configured base URL");
+    assert!(
+        got[0].text.contains("https://accounts.example.test/"),
+        "links use the configured base URL"
+    );
     assert_eq!(t.sent_count().await?, 200);
-    assert_eq!(t.stream_len().await?, 0, "acknowledged entries leave the stream");
+    assert_eq!(
+        t.stream_len().await?,
+        0,
+        "acknowledged entries leave the stream"
+    );
     Ok(())
 }
 
@@ -150,7 +195,12 @@ async fn a_mailer_killed_while_sending_loses_nothing() -> anyhow::Result<()> {
         if emails.iter().all(|e| counts.contains_key(e)) {
             break;
         }
-        assert!(Instant::now() < deadline, "lost: {} of {} addresses got no email", emails.iter().filter(|e| !counts.contains_key(*e)).count(), emails.len());
+        assert!(
+            Instant::now() < deadline,
+            "lost: {} of {} addresses got no email",
+            emails.iter().filter(|e| !counts.contains_key(*e)).count(),
+            emails.len()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let total = t.smtp.messages().len();
@@ -168,8 +218,16 @@ async fn concurrent_sign_ups_on_postgres_make_one_account() -> anyhow::Result<()
     let client = http();
     let tasks: Vec<_> = (0..50)
         .map(|i| {
-            let email = if i % 2 == 0 { "Same@Example.com" } else { "same@example.COM" };
-            let email = if i % 3 == 0 { email.to_ascii_uppercase() } else { email.to_owned() };
+            let email = if i % 2 == 0 {
+                "Same@Example.com"
+            } else {
+                "same@example.COM"
+            };
+            let email = if i % 3 == 0 {
+                email.to_ascii_uppercase()
+            } else {
+                email.to_owned()
+            };
             let (client, base) = (client.clone(), account.url.clone());
             tokio::spawn(async move { post_account(&client, &base, &signup(&email)).await })
         })
@@ -178,13 +236,22 @@ async fn concurrent_sign_ups_on_postgres_make_one_account() -> anyhow::Result<()
     for task in tasks {
         statuses.push(task.await??.0);
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 49, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        49,
+        "{statuses:?}"
+    );
     Ok(())
 }
 
 #[tokio::test]
-async fn sign_ups_succeed_while_redis_is_down_and_mail_flows_when_it_returns() -> anyhow::Result<()> {
+async fn sign_ups_succeed_while_redis_is_down_and_mail_flows_when_it_returns() -> anyhow::Result<()>
+{
     // The account service points at a Redis that is not there: the outbox keeps the
     // mail; a relay that can reach Redis (a restarted account service) sends it on.
     let t = Topology::new(&[])?;
@@ -192,7 +259,13 @@ async fn sign_ups_succeed_while_redis_is_down_and_mail_flows_when_it_returns() -
         .env
         .iter()
         .cloned()
-        .map(|(k, v)| if k == "ADMIT__REDIS__URL" { (k, "redis://127.0.0.1:1".to_owned()) } else { (k, v) })
+        .map(|(k, v)| {
+            if k == "ADMIT__REDIS__URL" {
+                (k, "redis://127.0.0.1:1".to_owned())
+            } else {
+                (k, v)
+            }
+        })
         .collect();
     let mut cut_off = Proc::start("admit-account", &[], &dead_redis, t.logs.path())?;
     let emails = t.create_accounts(&cut_off.url, 5, &unique("r")).await?;

@@ -54,7 +54,12 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `bin(name) args` with `env` and waits for its "listening on" line.
-    pub fn start(name: &str, args: &[&str], env: &[(String, String)], log_dir: &Path) -> anyhow::Result<Proc> {
+    pub fn start(
+        name: &str,
+        args: &[&str],
+        env: &[(String, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Proc> {
         let log = log_dir.join(format!("{name}-{}.log", unique("")));
         let stderr = std::fs::File::create(&log)?;
         let mut cmd = Command::new(bin(name));
@@ -77,7 +82,12 @@ impl Proc {
             }
         });
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => Ok(Proc { name: name.into(), child, url, log }),
+            Ok(url) => Ok(Proc {
+                name: name.into(),
+                child,
+                url,
+                log,
+            }),
             Err(_) => {
                 let _ = child.kill();
                 let out = std::fs::read_to_string(&log).unwrap_or_default();
@@ -142,18 +152,29 @@ pub struct CapturedMail {
 
 impl SmtpCapture {
     pub fn start() -> anyhow::Result<Self> {
-        let python = std::env::var("ADMIT_TEST_SMTP_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+        let python =
+            std::env::var("ADMIT_TEST_SMTP_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
         let dir = tempfile::tempdir()?;
         let maildir = dir.path().join("Maildir");
         let port = free_port();
         let child = Command::new(&python)
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
             .arg(&maildir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting aiosmtpd with {python} (apt-get install python3-aiosmtpd)"))?;
+            .with_context(|| {
+                format!("starting aiosmtpd with {python} (apt-get install python3-aiosmtpd)")
+            })?;
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if Instant::now() > deadline {
@@ -172,8 +193,12 @@ impl SmtpCapture {
                 continue;
             };
             for e in entries.filter_map(Result::ok) {
-                let Ok(raw) = std::fs::read(e.path()) else { continue };
-                let Some(m) = mail_parser::MessageParser::default().parse(&raw) else { continue };
+                let Ok(raw) = std::fs::read(e.path()) else {
+                    continue;
+                };
+                let Some(m) = mail_parser::MessageParser::default().parse(&raw) else {
+                    continue;
+                };
                 let to = m
                     .to()
                     .and_then(|a| a.first())
@@ -229,8 +254,16 @@ pub fn http() -> reqwest::Client {
 }
 
 /// `POST {base}/account` with a JSON body; returns status and JSON answer.
-pub async fn post_account(client: &reqwest::Client, base: &str, body: &serde_json::Value) -> anyhow::Result<(u16, serde_json::Value)> {
-    let res = client.post(format!("{base}/account")).json(body).send().await?;
+pub async fn post_account(
+    client: &reqwest::Client,
+    base: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let res = client
+        .post(format!("{base}/account"))
+        .json(body)
+        .send()
+        .await?;
     let status = res.status().as_u16();
     let json = res.json().await.unwrap_or(serde_json::Value::Null);
     Ok((status, json))

@@ -32,8 +32,17 @@ struct Fixture {
 impl Fixture {
     fn all() -> anyhow::Result<Vec<Fixture>> {
         let mut out = Vec::new();
-        for (name, tdb) in [("outbox/sqlite", TestDatabase::sqlite()?), ("outbox/postgres", TestDatabase::postgres()?)] {
-            out.push(Fixture { name, db: tdb.db()?, _tdb: tdb, redis_prefix: None, wake: Arc::new(Notify::new()) });
+        for (name, tdb) in [
+            ("outbox/sqlite", TestDatabase::sqlite()?),
+            ("outbox/postgres", TestDatabase::postgres()?),
+        ] {
+            out.push(Fixture {
+                name,
+                db: tdb.db()?,
+                _tdb: tdb,
+                redis_prefix: None,
+                wake: Arc::new(Notify::new()),
+            });
         }
         let tdb = TestDatabase::sqlite()?;
         out.push(Fixture {
@@ -60,7 +69,12 @@ impl Fixture {
     fn consumer(&self, name: &str) -> anyhow::Result<Arc<dyn Queue>> {
         Ok(match &self.redis_prefix {
             Some(_) => self.redis(name)?,
-            None => Arc::new(OutboxQueue::new(self.db.clone(), outbox::MAIL_TOPIC, IDLE, self.wake.clone())),
+            None => Arc::new(OutboxQueue::new(
+                self.db.clone(),
+                outbox::MAIL_TOPIC,
+                IDLE,
+                self.wake.clone(),
+            )),
         })
     }
 
@@ -76,7 +90,9 @@ impl Fixture {
                 language: "en".into(),
             });
             ids.insert(e.id.to_string());
-            self.db.write(move |c| outbox::enqueue(c, outbox::MAIL_TOPIC, &e)).await?;
+            self.db
+                .write(move |c| outbox::enqueue(c, outbox::MAIL_TOPIC, &e))
+                .await?;
         }
         if self.redis_prefix.is_some() {
             let relay = Relay {
@@ -94,7 +110,9 @@ impl Fixture {
 }
 
 fn id_of(payload: &str) -> String {
-    serde_json::from_str::<Envelope>(payload).map(|e| e.id.to_string()).unwrap_or_default()
+    serde_json::from_str::<Envelope>(payload)
+        .map(|e| e.id.to_string())
+        .unwrap_or_default()
 }
 
 async fn drain(q: &dyn Queue, rounds: usize) -> anyhow::Result<Vec<admit_queue::Delivery>> {
@@ -122,7 +140,12 @@ async fn every_message_is_delivered_and_acked_ones_never_again() -> anyhow::Resu
         }
         tokio::time::sleep(IDLE * 2).await;
         let again = drain(f.consumer("c2")?.as_ref(), 3).await?;
-        assert!(again.is_empty(), "{}: acknowledged messages came back: {}", f.name, again.len());
+        assert!(
+            again.is_empty(),
+            "{}: acknowledged messages came back: {}",
+            f.name,
+            again.len()
+        );
         q.ping().await?;
     }
     Ok(())
@@ -139,7 +162,11 @@ async fn a_dead_consumers_messages_go_to_another_after_the_idle_time() -> anyhow
 
         let other = f.consumer("survivor")?;
         let early = other.receive(100, Duration::from_millis(50)).await?;
-        assert!(early.is_empty(), "{}: taken over before the idle time", f.name);
+        assert!(
+            early.is_empty(),
+            "{}: taken over before the idle time",
+            f.name
+        );
         tokio::time::sleep(IDLE + Duration::from_millis(300)).await;
         let recovered = drain(other.as_ref(), 10).await?;
         let seen: HashSet<String> = recovered.iter().map(|d| id_of(&d.payload)).collect();
@@ -162,7 +189,12 @@ async fn a_dead_letter_leaves_the_queue_and_others_flow() -> anyhow::Result<()> 
         q.ack(&got[1]).await?;
         tokio::time::sleep(IDLE + Duration::from_millis(300)).await;
         let back = drain(f.consumer("c2")?.as_ref(), 5).await?;
-        assert_eq!(back.len(), 1, "{}: only the unacknowledged one returns", f.name);
+        assert_eq!(
+            back.len(),
+            1,
+            "{}: only the unacknowledged one returns",
+            f.name
+        );
         assert_eq!(id_of(&back[0].payload), id_of(&got[2].payload));
         if f.redis_prefix.is_some() {
             let (_, dead) = f.redis("inspect")?.lengths().await?;
@@ -183,7 +215,8 @@ async fn the_relay_keeps_rows_while_redis_is_unreachable() -> anyhow::Result<()>
         username: None,
         language: "en".into(),
     });
-    db.write(move |c| outbox::enqueue(c, outbox::MAIL_TOPIC, &e)).await?;
+    db.write(move |c| outbox::enqueue(c, outbox::MAIL_TOPIC, &e))
+        .await?;
     let unreachable = Arc::new(RedisQueue::new(RedisQueueConfig {
         url: "redis://127.0.0.1:1".into(),
         prefix: "nowhere".into(),
@@ -192,8 +225,19 @@ async fn the_relay_keeps_rows_while_redis_is_unreachable() -> anyhow::Result<()>
         consumer: "relay".into(),
         claim_idle: IDLE,
     })?);
-    let relay = Relay { db: db.clone(), queue: unreachable, topic: outbox::MAIL_TOPIC.into(), batch: 10, wake: Arc::new(Notify::new()) };
+    let relay = Relay {
+        db: db.clone(),
+        queue: unreachable,
+        topic: outbox::MAIL_TOPIC.into(),
+        batch: 10,
+        wake: Arc::new(Notify::new()),
+    };
     assert!(relay.run_once().await.is_err());
-    assert_eq!(db.run(|c| outbox::count_unpublished(c, outbox::MAIL_TOPIC)).await?, 1, "the row waits in the outbox");
+    assert_eq!(
+        db.run(|c| outbox::count_unpublished(c, outbox::MAIL_TOPIC))
+            .await?,
+        1,
+        "the row waits in the outbox"
+    );
     Ok(())
 }

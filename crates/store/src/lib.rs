@@ -212,10 +212,10 @@ impl Db {
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
     {
         let mut conn = self.get()?;
-        let _guard = match &self.write_lock {
-            Some(lock) => Some(lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())),
-            None => None,
-        };
+        let _guard = self
+            .write_lock
+            .as_ref()
+            .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let conn: &mut AnyConnection = &mut conn;
         conn.transaction(f)
     }

@@ -24,7 +24,8 @@ impl TestDatabase {
     pub fn postgres() -> Result<Self, StoreError> {
         let admin = admin_url();
         let name = format!("admit_t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::establish(&admin).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let mut conn =
+            PgConnection::establish(&admin).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         conn.batch_execute(&format!("CREATE DATABASE {name}"))?;
         let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
         Ok(Self {
@@ -46,7 +47,10 @@ impl TestDatabase {
 
     /// Both backends, for suites that run against each.
     pub fn each() -> Result<Vec<(&'static str, Self)>, StoreError> {
-        Ok(vec![("sqlite", Self::sqlite()?), ("postgres", Self::postgres()?)])
+        Ok(vec![
+            ("sqlite", Self::sqlite()?),
+            ("postgres", Self::postgres()?),
+        ])
     }
 
     /// A migrated pool on this database.

@@ -49,8 +49,14 @@ fn welcome(to: &str) -> Envelope {
 async fn unique_contacts_and_usernames_on_every_backend() -> anyhow::Result<()> {
     for (backend, tdb) in TestDatabase::each()? {
         let db = tdb.db()?;
-        db.write(|c| accounts::insert(c, &account("a1", Some("DocTest")), &[email("a1", "Doc@Example.com")]))
-            .await?;
+        db.write(|c| {
+            accounts::insert(
+                c,
+                &account("a1", Some("DocTest")),
+                &[email("a1", "Doc@Example.com")],
+            )
+        })
+        .await?;
         let same_email = db
             .write(|c| accounts::insert(c, &account("a2", None), &[email("a2", "doc@EXAMPLE.com")]))
             .await;
@@ -59,7 +65,13 @@ async fn unique_contacts_and_usernames_on_every_backend() -> anyhow::Result<()> 
             "{backend}: {same_email:?}"
         );
         let same_name = db
-            .write(|c| accounts::insert(c, &account("a3", Some("doctest")), &[email("a3", "other@example.com")]))
+            .write(|c| {
+                accounts::insert(
+                    c,
+                    &account("a3", Some("doctest")),
+                    &[email("a3", "other@example.com")],
+                )
+            })
             .await;
         assert!(
             matches!(same_name, Err(StoreError::Conflict(Conflict::Username))),
@@ -67,9 +79,14 @@ async fn unique_contacts_and_usernames_on_every_backend() -> anyhow::Result<()> 
         );
         // The refused inserts left nothing behind: all or nothing.
         assert_eq!(db.run(accounts::count).await?, 1, "{backend}");
-        let owner = db.run(|c| accounts::find_by_contact(c, "EMAIL", "doc@example.com")).await?;
+        let owner = db
+            .run(|c| accounts::find_by_contact(c, "EMAIL", "doc@example.com"))
+            .await?;
         assert_eq!(owner.as_deref(), Some("a1"), "{backend}");
-        assert!(db.run(|c| accounts::username_taken(c, "doctest")).await?, "{backend}");
+        assert!(
+            db.run(|c| accounts::username_taken(c, "doctest")).await?,
+            "{backend}"
+        );
     }
     Ok(())
 }
@@ -85,7 +102,12 @@ async fn a_rolled_back_change_leaves_no_outbox_row() -> anyhow::Result<()> {
             })
             .await;
         assert!(r.is_err());
-        assert_eq!(db.run(|c| outbox::count_unpublished(c, outbox::MAIL_TOPIC)).await?, 0, "{backend}");
+        assert_eq!(
+            db.run(|c| outbox::count_unpublished(c, outbox::MAIL_TOPIC))
+                .await?,
+            0,
+            "{backend}"
+        );
     }
     Ok(())
 }
@@ -96,28 +118,50 @@ async fn outbox_leases_are_exclusive_and_expire() -> anyhow::Result<()> {
         let db = tdb.db()?;
         for i in 0..3 {
             let e = welcome(&format!("u{i}@example.com"));
-            db.write(move |c| outbox::enqueue(c, outbox::MAIL_TOPIC, &e)).await?;
+            db.write(move |c| outbox::enqueue(c, outbox::MAIL_TOPIC, &e))
+                .await?;
         }
         let now = admit_store::now();
         let first = db
-            .write(move |c| outbox::lease(c, outbox::MAIL_TOPIC, 2, now, now + Duration::seconds(30)))
+            .write(move |c| {
+                outbox::lease(c, outbox::MAIL_TOPIC, 2, now, now + Duration::seconds(30))
+            })
             .await?;
         assert_eq!(first.len(), 2, "{backend}");
         let second = db
-            .write(move |c| outbox::lease(c, outbox::MAIL_TOPIC, 10, now, now + Duration::seconds(30)))
+            .write(move |c| {
+                outbox::lease(c, outbox::MAIL_TOPIC, 10, now, now + Duration::seconds(30))
+            })
             .await?;
-        assert_eq!(second.len(), 1, "{backend}: a leased row is not handed out twice");
+        assert_eq!(
+            second.len(),
+            1,
+            "{backend}: a leased row is not handed out twice"
+        );
         assert_ne!(second[0].seq, first[0].seq);
         // After the leases run out, unpublished rows come back, with a delivery count.
         let later = now + Duration::seconds(31);
         let seqs = vec![first[0].seq];
-        db.write(move |c| outbox::mark_published(c, &seqs, later)).await?;
+        db.write(move |c| outbox::mark_published(c, &seqs, later))
+            .await?;
         let again = db
-            .write(move |c| outbox::lease(c, outbox::MAIL_TOPIC, 10, later, later + Duration::seconds(30)))
+            .write(move |c| {
+                outbox::lease(
+                    c,
+                    outbox::MAIL_TOPIC,
+                    10,
+                    later,
+                    later + Duration::seconds(30),
+                )
+            })
             .await?;
         assert_eq!(again.len(), 2, "{backend}");
         assert!(again.iter().all(|r| r.deliveries == 2), "{backend}");
-        assert_eq!(db.run(|c| outbox::count_unpublished(c, outbox::MAIL_TOPIC)).await?, 2);
+        assert_eq!(
+            db.run(|c| outbox::count_unpublished(c, outbox::MAIL_TOPIC))
+                .await?,
+            2
+        );
     }
     Ok(())
 }
@@ -135,14 +179,33 @@ async fn a_message_is_claimed_by_one_sender_and_sent_once() -> anyhow::Result<()
                     .await
             }
         };
-        assert!(matches!(claim(now, lease).await?, Claim::Mine(_)), "{backend}");
-        assert!(matches!(claim(now, lease).await?, Claim::Busy), "{backend}: held by the first sender");
+        assert!(
+            matches!(claim(now, lease).await?, Claim::Mine(_)),
+            "{backend}"
+        );
+        assert!(
+            matches!(claim(now, lease).await?, Claim::Busy),
+            "{backend}: held by the first sender"
+        );
         // The first sender died: its lease runs out and the message is available again.
         let later = now + Duration::seconds(61);
-        assert!(matches!(claim(later, later + Duration::seconds(60)).await?, Claim::Mine(_)), "{backend}");
+        assert!(
+            matches!(
+                claim(later, later + Duration::seconds(60)).await?,
+                Claim::Mine(_)
+            ),
+            "{backend}"
+        );
         db.write(move |c| mail::mark_sent(c, "m1", later)).await?;
-        assert!(matches!(claim(later, later).await?, Claim::Done), "{backend}: sent is final");
-        assert_eq!(db.run(|c| mail::count_by_status(c, MailStatus::Sent)).await?, 1);
+        assert!(
+            matches!(claim(later, later).await?, Claim::Done),
+            "{backend}: sent is final"
+        );
+        assert_eq!(
+            db.run(|c| mail::count_by_status(c, MailStatus::Sent))
+                .await?,
+            1
+        );
 
         // A failure schedules a retry; before it is due the message is not taken.
         db.write(move |c| mail::claim(c, "m2", "welcome", "y@example.com", now, lease).map(|_| ()))
@@ -159,10 +222,17 @@ async fn a_message_is_claimed_by_one_sender_and_sent_once() -> anyhow::Result<()
         let due = db
             .write(move |c| mail::claim(c, "m2", "welcome", "y@example.com", retry_at, lease))
             .await?;
-        assert!(matches!(due, Claim::Mine(ref r) if r.attempts == 1), "{backend}: {due:?}");
+        assert!(
+            matches!(due, Claim::Mine(ref r) if r.attempts == 1),
+            "{backend}: {due:?}"
+        );
         db.write(move |c| mail::mark_failed(c, "m2", "550 no such user", None, now).map(|_| ()))
             .await?;
-        assert_eq!(db.run(|c| mail::count_by_status(c, MailStatus::Dead)).await?, 1);
+        assert_eq!(
+            db.run(|c| mail::count_by_status(c, MailStatus::Dead))
+                .await?,
+            1
+        );
     }
     Ok(())
 }
@@ -184,9 +254,16 @@ async fn expired_test_accounts_are_purged_with_their_contacts() -> anyhow::Resul
             accounts::insert(c, &account("s1", None), &[email("s1", "s1@example.com")])
         })
         .await?;
-        assert_eq!(db.write(move |c| accounts::purge_expired_test_accounts(c, now)).await?, 1);
+        assert_eq!(
+            db.write(move |c| accounts::purge_expired_test_accounts(c, now))
+                .await?,
+            1
+        );
         assert_eq!(db.run(accounts::count).await?, 2, "{backend}");
-        assert!(db.run(|c| accounts::find_by_contact(c, "EMAIL", "t1@example.com")).await?.is_none());
+        assert!(db
+            .run(|c| accounts::find_by_contact(c, "EMAIL", "t1@example.com"))
+            .await?
+            .is_none());
     }
     Ok(())
 }

@@ -103,7 +103,7 @@ pub fn explicit(
         return Err(ApiError::invalid("contacts", "at most 20 contacts"));
     }
     let username = opt_str(body, "username", 256)?
-        .map(|s| Username::parse(s))
+        .map(Username::parse)
         .transpose()?;
     let full_name = opt_str(body, "full_name", 1024)?.map(str::to_owned);
     let locale = opt_str(body, "locale", 64)?
