@@ -98,6 +98,20 @@ impl Topology {
     }
 }
 
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if let Ok(mut c) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}:*", self.prefix))
+                .query(&mut c)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut c);
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_service_answers_health_readiness_and_metrics() -> anyhow::Result<()> {
     let t = Topology::new(&[])?;

@@ -109,6 +109,23 @@ impl Fixture {
     }
 }
 
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // Leave the shared Redis as we found it.
+        if let Some(prefix) = &self.redis_prefix {
+            if let Ok(mut c) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{prefix}:*"))
+                    .query(&mut c)
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut c);
+                }
+            }
+        }
+    }
+}
+
 fn id_of(payload: &str) -> String {
     serde_json::from_str::<Envelope>(payload)
         .map(|e| e.id.to_string())

@@ -3,6 +3,7 @@
 //! [`configure`] mounts its routes on any actix app (its own server, or the embedded
 //! process); [`run`] is the standalone service of the production topology.
 
+pub mod api;
 pub mod error;
 pub mod hasher;
 pub mod signup;
@@ -88,8 +89,29 @@ fn caller(req: &HttpRequest) -> Caller {
     }
 }
 
+/// Creates an account (SPEC.md §3, explicit method).
+#[utoipa::path(
+    post,
+    path = "/account",
+    tag = "accounts",
+    params(
+        ("auto_sign_in" = Option<bool>, Query, description = "Create a login session and return it (default false)."),
+        ("is_enabled" = Option<bool>, Query, description = "false leaves the account pending until a contact is confirmed (default true)."),
+        ("X-Client-Id" = Option<String>, Header, description = "A public application's client id."),
+    ),
+    request_body = api::SignupRequest,
+    responses(
+        (status = 201, description = "Created", body = api::SignupResponse),
+        (status = 400, description = "A field is malformed or missing; `field` names it", body = api::ErrorBody),
+        (status = 401, description = "No caller credential (staging and production)", body = api::ErrorBody),
+        (status = 403, description = "reCAPTCHA failed", body = api::ErrorBody),
+        (status = 409, description = "Contact or username already used", body = api::ErrorBody),
+        (status = 413, description = "Body over the configured limit", body = api::ErrorBody),
+        (status = 503, description = "A dependency is unavailable; retry", body = api::ErrorBody),
+    )
+)]
 #[tracing::instrument(name = "create_account", skip_all)]
-async fn create_account(
+pub async fn create_account(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AccountState>,

@@ -18,8 +18,8 @@ pub struct ServeArgs {
     /// Port to listen on (0: any free port).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1")]
+    /// Address to listen on (a container sets ADMIT_HOST=0.0.0.0).
+    #[arg(long, env = "ADMIT_HOST", default_value = "127.0.0.1")]
     pub host: String,
     /// Where the SQLite database and the inbox live.
     #[arg(long, default_value = "./data")]

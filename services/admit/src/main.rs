@@ -31,6 +31,8 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Print the OpenAPI description of every public API (proto-docs/openapi.json).
+    Openapi,
     /// Measure this machine's raw Argon2id rate (the ceiling of sign-ups per second).
     BenchHash {
         #[arg(long, default_value_t = 0)]
@@ -64,6 +66,12 @@ fn main() -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({"backend": format!("{:?}", db.backend()).to_lowercase(), "applied": applied})
             );
+            Ok(())
+        }
+        Command::Openapi => {
+            use utoipa::OpenApi as _;
+            let doc = admit_account::api::AccountApi::openapi();
+            println!("{}", doc.to_pretty_json()?);
             Ok(())
         }
         Command::BenchHash { threads, seconds } => {
