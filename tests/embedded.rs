@@ -80,12 +80,24 @@ async fn sign_up_read_the_email_and_survive_a_restart() -> anyhow::Result<()> {
         .await?;
     assert!(page.contains("Welcome to admit") && page.contains("Doc@Example.com"));
 
-    assert!(!server.log_text().contains("doctest1"), "no password in the logs");
-    let db = Db::connect(&format!("sqlite://{}", data.path().join("admit.db").display()), 1)?;
-    let id = created["account_id"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        !server.log_text().contains("doctest1"),
+        "no password in the logs"
+    );
+    let db = Db::connect(
+        &format!("sqlite://{}", data.path().join("admit.db").display()),
+        1,
+    )?;
+    let id = created["account_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let row = db.run(move |c| accounts::find(c, &id)).await?;
     let phc = row.password_hash.unwrap_or_default();
-    assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "stored as an Argon2id PHC string: {phc}");
+    assert!(
+        phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "stored as an Argon2id PHC string: {phc}"
+    );
     drop(db);
 
     server.terminate()?;

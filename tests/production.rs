@@ -293,3 +293,56 @@ async fn sign_ups_succeed_while_redis_is_down_and_mail_flows_when_it_returns() -
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn the_standalone_authorization_server_issues_tokens_from_postgres() -> anyhow::Result<()> {
+    let t = Topology::new(&[])?;
+    let cli = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
+        let out = Command::new(admit_e2e::bin("admit"))
+            .args(args)
+            .arg("--json")
+            .envs(t.env.clone())
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let partner = cli(&["partner", "create", "--name", "Partner"])?;
+    let pid = partner["partner_id"].as_str().unwrap_or_default();
+    let client = cli(&[
+        "client",
+        "create",
+        "--partner",
+        pid,
+        "--name",
+        "svc",
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "accounts:create",
+    ])?;
+    let oauth = t.start("admit-oauth")?;
+    let res = http()
+        .post(format!("{}/oauth/token", oauth.url))
+        .basic_auth(
+            client["client_id"].as_str().unwrap_or_default(),
+            client["client_secret"].as_str(),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await?;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await?;
+    assert_eq!(body["token_type"], "bearer");
+    let jwks: serde_json::Value = http()
+        .get(format!("{}/oauth/jwks", oauth.url))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+    Ok(())
+}

@@ -9,6 +9,7 @@ pub mod error;
 pub mod locale;
 pub mod message;
 pub mod password;
+pub mod secret;
 pub mod signup;
 pub mod stage;
 pub mod username;

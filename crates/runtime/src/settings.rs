@@ -149,11 +149,36 @@ impl Default for AccountSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct OAuthSettings {
     pub port: u16,
+    /// The `iss` of every token and the base of the metadata's URLs (default: the
+    /// public base URL).
+    pub issuer: Option<String>,
+    /// Access token lifetime for clients registered without their own.
+    pub access_ttl_secs: u32,
+    /// How often the service re-reads its signing keys (a rotation takes effect
+    /// within this time, without a restart).
+    pub key_refresh_secs: u64,
 }
 
 impl Default for OAuthSettings {
     fn default() -> Self {
-        Self { port: 8082 }
+        Self {
+            port: 8082,
+            issuer: None,
+            access_ttl_secs: 86_400,
+            key_refresh_secs: 30,
+        }
+    }
+}
+
+impl Settings {
+    /// The issuer identifier: configured, or the public base URL.
+    pub fn issuer(&self) -> String {
+        self.oauth
+            .issuer
+            .clone()
+            .unwrap_or_else(|| self.public_base_url.clone())
+            .trim_end_matches('/')
+            .to_owned()
     }
 }
 

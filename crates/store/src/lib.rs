@@ -14,6 +14,7 @@
 pub mod accounts;
 pub mod mail;
 pub mod outbox;
+pub mod partners;
 pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;

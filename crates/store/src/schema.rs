@@ -57,5 +57,71 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    partners (id) {
+        id -> Text,
+        name -> Text,
+        landing_url -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    clients (id) {
+        id -> Text,
+        partner_id -> Text,
+        name -> Text,
+        secret_hash -> Nullable<Text>,
+        is_public -> Bool,
+        redirect_uris -> Text,
+        grants -> Text,
+        scopes -> Text,
+        access_ttl_secs -> Integer,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        partner_id -> Text,
+        key_hash -> Text,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    plan_codes (partner_id, code) {
+        partner_id -> Text,
+        code -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        alg -> Text,
+        private_der -> Text,
+        public_jwk -> Text,
+        created_at -> Timestamp,
+        publish_until -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(contacts -> accounts (account_id));
-diesel::allow_tables_to_appear_in_same_query!(accounts, contacts, outbox, mail_messages);
+diesel::joinable!(clients -> partners (partner_id));
+diesel::joinable!(api_keys -> partners (partner_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
+    contacts,
+    outbox,
+    mail_messages,
+    partners,
+    clients,
+    api_keys,
+    plan_codes,
+    signing_keys
+);

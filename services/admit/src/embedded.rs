@@ -85,7 +85,8 @@ pub async fn serve(
     ));
 
     let account_routes = admit_account::configure(account);
-    let oauth_routes = admit_oauth::configure();
+    let oauth_routes =
+        admit_oauth::configure(admit_oauth::state(&settings, db.clone(), stop.clone()).await?);
     let inbox_routes = admit_mailer::inbox::configure(inbox);
     let started = admit_runtime::http::start(
         "admit",

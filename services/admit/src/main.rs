@@ -5,6 +5,7 @@ use admit_runtime::Settings;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+mod admin;
 mod embedded;
 
 #[derive(Parser)]
@@ -31,6 +32,21 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Partners: `admit partner create --name NAME [--landing-url URL]`.
+    #[command(subcommand)]
+    Partner(admin::PartnerCmd),
+    /// OAuth clients of a partner.
+    #[command(subcommand)]
+    Client(admin::ClientCmd),
+    /// Partner API keys (for the batch feed): create prints the key once; revoke.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(admin::ApiKeyCmd),
+    /// Plan codes a partner may use in user.create.
+    #[command(subcommand, name = "plan-code")]
+    PlanCode(admin::PlanCodeCmd),
+    /// Token signing keys: `admit keys rotate`.
+    #[command(subcommand)]
+    Keys(admin::KeysCmd),
     /// Print the OpenAPI description of every public API (proto-docs/openapi.json).
     Openapi,
     /// Measure this machine's raw Argon2id rate (the ceiling of sign-ups per second).
@@ -68,6 +84,11 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Partner(c) => runtime.block_on(admin::partner(c, &settings)),
+        Command::Client(c) => runtime.block_on(admin::client(c, &settings)),
+        Command::ApiKey(c) => runtime.block_on(admin::api_key(c, &settings)),
+        Command::PlanCode(c) => runtime.block_on(admin::plan_code(c, &settings)),
+        Command::Keys(c) => runtime.block_on(admin::keys(c, &settings)),
         Command::Openapi => {
             use utoipa::OpenApi as _;
             let doc = admit_account::api::AccountApi::openapi();

@@ -1,17 +1,78 @@
-//! The OAuth 2.0 / OpenID Connect authorization server: clients, the authorize page,
-//! codes, tokens, keys and discovery. At this stage it serves health and metrics; the
-//! authorization endpoints are the next piece of work.
+//! The OAuth 2.0 / OpenID Connect authorization server: clients, codes, tokens, keys
+//! and discovery.
+//!
+//! Available now: the token endpoint with the `client_credentials` grant, JWT access
+//! tokens (RFC 9068, ES256) and their keys at `/oauth/jwks` with rotation, server
+//! metadata (RFC 8414), and the operator actions on partners, clients, API keys and
+//! plan codes ([`admin`]). The authorize pages, the code and refresh grants,
+//! introspection, revocation and OpenID Connect are the next pieces.
 
-use actix_web::web;
+pub mod admin;
+pub mod keys;
+pub mod token;
+
+use actix_web::{web, HttpResponse};
 use admit_runtime::{Metrics, Readiness, Settings};
 use admit_store::Db;
 use secrecy::ExposeSecret;
+use std::time::Duration;
+use token::TokenState;
 use tokio_util::sync::CancellationToken;
 
-/// Mounts the service's public routes (none yet beyond health and metrics, which
-/// every service gets from the runtime).
-pub fn configure() -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
-    |_cfg: &mut web::ServiceConfig| {}
+/// The service's state, built from settings; spawns the key refresh until `stop`.
+pub async fn state(
+    settings: &Settings,
+    db: Db,
+    stop: CancellationToken,
+) -> anyhow::Result<web::Data<TokenState>> {
+    let keys = keys::KeyRing::load(db.clone()).await?;
+    tokio::spawn(keys.clone().run_refresh(
+        Duration::from_secs(settings.oauth.key_refresh_secs.max(1)),
+        stop,
+    ));
+    let issuer = settings.issuer();
+    Ok(web::Data::new(TokenState {
+        db,
+        keys,
+        audience: issuer.clone(),
+        issuer,
+    }))
+}
+
+/// Mounts the service's public routes.
+pub fn configure(
+    state: web::Data<TokenState>,
+) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(state.clone())
+            .app_data(web::PayloadConfig::new(16 * 1024))
+            .route("/oauth/token", web::post().to(token::token))
+            .route("/oauth/jwks", web::get().to(jwks))
+            .route(
+                "/.well-known/oauth-authorization-server",
+                web::get().to(metadata),
+            );
+    }
+}
+
+async fn jwks(state: web::Data<TokenState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "public, max-age=60"))
+        .json(&state.keys.current().jwks)
+}
+
+/// RFC 8414 server metadata: what is offered today, nothing more.
+async fn metadata(state: web::Data<TokenState>) -> HttpResponse {
+    let i = &state.issuer;
+    HttpResponse::Ok().json(serde_json::json!({
+        "issuer": i,
+        "token_endpoint": format!("{i}/oauth/token"),
+        "jwks_uri": format!("{i}/oauth/jwks"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "response_types_supported": [],
+        "code_challenge_methods_supported": ["S256"],
+    }))
 }
 
 /// The standalone authorization server. Runs until SIGTERM.
@@ -20,6 +81,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.database.url.expose_secret(),
         settings.database.max_connections,
     )?;
+    let stop = CancellationToken::new();
+    let state = state(&settings, db.clone(), stop.clone()).await?;
     let readiness = Readiness::new().check("database", move || {
         let db = db.clone();
         async move { db.ping().await.map_err(|e| e.to_string()) }
@@ -29,10 +92,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         admit_runtime::http::bind(&settings.bind, settings.oauth.port)?,
         readiness,
         Metrics::new(),
-        CancellationToken::new(),
-        admit_runtime::http::grace(std::time::Duration::from_secs(5)),
-        configure(),
+        stop.clone(),
+        admit_runtime::http::grace(Duration::from_secs(5)),
+        configure(state),
     )?;
     started.server.await?;
+    stop.cancel();
     Ok(())
 }

@@ -1,0 +1,57 @@
+//! Machine secrets: client secrets, API keys, codes and tokens. They are random
+//! (256 bits from the operating system's CSPRNG), shown once, and stored only as a
+//! SHA-256 digest. A password hash would be wrong here: these values are not chosen
+//! by people, and a slow hash would cap the token endpoint at a few dozen requests a
+//! second.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// A new random secret: 32 bytes, base64url without padding (43 characters), with a
+/// readable prefix that says what it is (`ak_` for API keys, secret scanners use it).
+pub fn generate(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A random identifier (not a secret): 16 bytes, hex.
+pub fn identifier(prefix: &str) -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// The digest stored in place of the secret.
+pub fn digest(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Whether `secret` is the one whose digest is `stored`, in time independent of
+/// where they differ.
+pub fn verify(secret: &str, stored: &str) -> bool {
+    let d = digest(secret);
+    d.len() == stored.len() && bool::from(d.as_bytes().ct_eq(stored.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_random_and_verify_against_their_digest() {
+        let a = generate("ak_");
+        let b = generate("ak_");
+        assert_ne!(a, b);
+        assert!(a.starts_with("ak_") && a.len() == 3 + 43);
+        let d = digest(&a);
+        assert_eq!(d.len(), 64);
+        assert!(!d.contains(&a[3..]));
+        assert!(verify(&a, &d));
+        assert!(!verify(&b, &d));
+        assert!(!verify(&a, "short"));
+    }
+}

@@ -1,0 +1,217 @@
+//! The operator commands: partners, clients, API keys, plan codes, signing keys. They
+//! work on the embedded database (`--data-dir DIR`, as `serve` takes it) or on the
+//! configured one (PostgreSQL in production), and print one JSON object with
+//! `--json`. A running service sees the change at once.
+
+use admit_oauth::admin::{self, NewClient};
+use admit_runtime::Settings;
+use admit_store::Db;
+use clap::{Args, Subcommand};
+use secrecy::ExposeSecret;
+use std::path::PathBuf;
+
+#[derive(Args, Clone)]
+pub struct Target {
+    /// The embedded default's data directory; without it, the configured database.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Target {
+    fn db(&self, settings: &Settings) -> anyhow::Result<Db> {
+        let url = match &self.data_dir {
+            Some(dir) => crate::embedded::sqlite_url(dir)?,
+            None => settings.database.url.expose_secret().to_owned(),
+        };
+        let db = Db::connect(&url, 2)?;
+        db.migrate()?;
+        Ok(db)
+    }
+
+    fn print(&self, value: serde_json::Value, human: String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{human}");
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum PartnerCmd {
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        landing_url: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ClientCmd {
+    Create {
+        #[arg(long)]
+        partner: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// authorization_code, refresh_token, client_credentials, implicit (repeat).
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A public client (mobile app, SPA): no secret, PKCE required.
+        #[arg(long)]
+        public: bool,
+        /// Access token lifetime in seconds (default: oauth.access_ttl_secs).
+        #[arg(long)]
+        access_ttl: Option<u32>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ApiKeyCmd {
+    Create {
+        #[arg(long)]
+        partner: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    Revoke {
+        key_id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PlanCodeCmd {
+    Add {
+        #[arg(long)]
+        partner: String,
+        #[arg(required = true)]
+        codes: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCmd {
+    /// A new signing key signs from now on; the old ones stay in the JWKS until the
+    /// longest-lived token they signed has expired.
+    Rotate {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+pub async fn partner(cmd: PartnerCmd, settings: &Settings) -> anyhow::Result<()> {
+    let PartnerCmd::Create {
+        name,
+        landing_url,
+        target,
+    } = cmd;
+    let db = target.db(settings)?;
+    let p = admin::create_partner(&db, &name, landing_url.as_deref()).await?;
+    target.print(
+        serde_json::json!(p),
+        format!("partner_id: {}", p.partner_id),
+    );
+    Ok(())
+}
+
+pub async fn client(cmd: ClientCmd, settings: &Settings) -> anyhow::Result<()> {
+    let ClientCmd::Create {
+        partner,
+        name,
+        redirect_uris,
+        grants,
+        scopes,
+        public,
+        access_ttl,
+        target,
+    } = cmd;
+    let db = target.db(settings)?;
+    let new = NewClient {
+        partner_id: partner,
+        name,
+        redirect_uris,
+        grants,
+        scopes,
+        public,
+        access_ttl_secs: access_ttl,
+    };
+    let c = admin::create_client(&db, new, settings.oauth.access_ttl_secs).await?;
+    let human = match &c.client_secret {
+        Some(s) => format!("client_id:     {}\nclient_secret: {s}\n(the secret is shown once; only its digest is kept)", c.client_id),
+        None => format!("client_id: {} (public client: no secret)", c.client_id),
+    };
+    target.print(serde_json::json!(c), human);
+    Ok(())
+}
+
+pub async fn api_key(cmd: ApiKeyCmd, settings: &Settings) -> anyhow::Result<()> {
+    match cmd {
+        ApiKeyCmd::Create { partner, target } => {
+            let db = target.db(settings)?;
+            let k = admin::create_api_key(&db, &partner).await?;
+            let human = format!(
+                "key_id:  {}\napi_key: {}\n(the key is shown once; only its digest is kept)",
+                k.key_id, k.api_key
+            );
+            target.print(serde_json::json!(k), human);
+        }
+        ApiKeyCmd::Revoke { key_id, target } => {
+            let db = target.db(settings)?;
+            let revoked = admin::revoke_api_key(&db, &key_id).await?;
+            anyhow::ensure!(revoked, "no active API key {key_id}");
+            target.print(
+                serde_json::json!({"key_id": key_id, "revoked": true}),
+                format!("revoked {key_id}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn plan_code(cmd: PlanCodeCmd, settings: &Settings) -> anyhow::Result<()> {
+    let PlanCodeCmd::Add {
+        partner,
+        codes,
+        target,
+    } = cmd;
+    let db = target.db(settings)?;
+    let all = admin::add_plan_codes(&db, &partner, &codes).await?;
+    target.print(
+        serde_json::json!({"partner_id": partner, "plan_codes": all}),
+        format!("plan codes of {partner}: {}", all.join(", ")),
+    );
+    Ok(())
+}
+
+pub async fn keys(cmd: KeysCmd, settings: &Settings) -> anyhow::Result<()> {
+    let KeysCmd::Rotate { target } = cmd;
+    let db = target.db(settings)?;
+    // Old keys stay published for the longest access token lifetime plus a margin.
+    let keep = chrono::Duration::seconds(i64::from(settings.oauth.access_ttl_secs) + 3600);
+    let kid = db
+        .write(move |c| {
+            admit_oauth::keys::rotate(c, keep)
+                .map_err(|e| admit_store::StoreError::Internal(e.to_string()))
+        })
+        .await?;
+    target.print(
+        serde_json::json!({"kid": kid}),
+        format!("signing with {kid}"),
+    );
+    Ok(())
+}
