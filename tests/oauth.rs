@@ -250,6 +250,62 @@ async fn client_credentials_tokens_verify_against_the_jwks_and_keys_rotate() -> 
         }
     }
 
+    // Introspection (RFC 7662), then revocation (RFC 7009) makes it inactive.
+    let introspect = |token: String| {
+        let (id, secret, base) = (p.client_id.clone(), p.client_secret.clone(), base.clone());
+        async move {
+            let res = http()
+                .post(format!("{base}/oauth/introspect"))
+                .basic_auth(id, Some(secret))
+                .form(&[("token", token.as_str())])
+                .send()
+                .await?;
+            anyhow::ensure!(res.status() == 200, "introspect: {}", res.status());
+            Ok::<Value, anyhow::Error>(res.json().await?)
+        }
+    };
+    let (_, _, body) = grant(
+        &base,
+        Some((&p.client_id, &p.client_secret)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await?;
+    let doomed = body["access_token"].as_str().unwrap_or_default().to_owned();
+    let info = introspect(doomed.clone()).await?;
+    assert_eq!(info["active"], true, "{info}");
+    assert_eq!(info["client_id"], p.client_id.as_str());
+    assert_eq!(info["scope"], "accounts:create accounts:read");
+    assert_eq!(introspect("not-a-token".into()).await?["active"], false);
+    let tampered = format!("{}x", &doomed[..doomed.len() - 1]);
+    assert_eq!(
+        introspect(tampered).await?["active"],
+        false,
+        "a bad signature is inactive"
+    );
+    let res = http()
+        .post(format!("{base}/oauth/revoke"))
+        .basic_auth(&p.client_id, Some(&p.client_secret))
+        .form(&[("token", doomed.as_str())])
+        .send()
+        .await?;
+    assert_eq!(res.status(), 200);
+    assert_eq!(introspect(doomed).await?["active"], false, "revoked");
+    assert_eq!(
+        introspect(first.clone()).await?["active"],
+        true,
+        "other tokens are untouched"
+    );
+    let res = http()
+        .post(format!("{base}/oauth/introspect"))
+        .form(&[("token", first.as_str())])
+        .send()
+        .await?;
+    assert_eq!(
+        res.status(),
+        401,
+        "introspection needs client authentication"
+    );
+
     // No client secret or API key is stored in clear.
     let mut stored = std::fs::read(data.path().join("admit.db"))?;
     if let Ok(wal) = std::fs::read(data.path().join("admit.db-wal")) {

@@ -1,6 +1,6 @@
 //! Partners, their OAuth clients, API keys and plan codes, and the token signing keys.
 
-use crate::schema::{api_keys, clients, partners, plan_codes, signing_keys};
+use crate::schema::{api_keys, clients, partners, plan_codes, revoked_tokens, signing_keys};
 use crate::{AnyConnection, StoreError};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -208,4 +208,44 @@ pub fn retire_signing_keys_except(
     )
     .set(signing_keys::publish_until.eq(Some(until)))
     .execute(conn)?)
+}
+
+/// Records that the token `jti` is revoked (idempotent).
+pub fn revoke_token(
+    conn: &mut AnyConnection,
+    jti: &str,
+    expires_at: NaiveDateTime,
+) -> Result<(), StoreError> {
+    let known: i64 = revoked_tokens::table
+        .filter(revoked_tokens::jti.eq(jti))
+        .count()
+        .get_result(conn)?;
+    if known == 0 {
+        diesel::insert_into(revoked_tokens::table)
+            .values((
+                revoked_tokens::jti.eq(jti),
+                revoked_tokens::expires_at.eq(expires_at),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn is_token_revoked(conn: &mut AnyConnection, jti: &str) -> Result<bool, StoreError> {
+    let n: i64 = revoked_tokens::table
+        .filter(revoked_tokens::jti.eq(jti))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
+/// Forgets revocations of tokens that have expired anyway.
+pub fn purge_revoked_tokens(
+    conn: &mut AnyConnection,
+    now: NaiveDateTime,
+) -> Result<usize, StoreError> {
+    Ok(
+        diesel::delete(revoked_tokens::table.filter(revoked_tokens::expires_at.lt(now)))
+            .execute(conn)?,
+    )
 }

@@ -111,6 +111,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    revoked_tokens (jti) {
+        jti -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(contacts -> accounts (account_id));
 diesel::joinable!(clients -> partners (partner_id));
 diesel::joinable!(api_keys -> partners (partner_id));
@@ -123,5 +130,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     clients,
     api_keys,
     plan_codes,
-    signing_keys
+    signing_keys,
+    revoked_tokens
 );

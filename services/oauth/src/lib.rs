@@ -2,12 +2,13 @@
 //! and discovery.
 //!
 //! Available now: the token endpoint with the `client_credentials` grant, JWT access
-//! tokens (RFC 9068, ES256) and their keys at `/oauth/jwks` with rotation, server
-//! metadata (RFC 8414), and the operator actions on partners, clients, API keys and
-//! plan codes ([`admin`]). The authorize pages, the code and refresh grants,
-//! introspection, revocation and OpenID Connect are the next pieces.
+//! tokens (RFC 9068, ES256) and their keys at `/oauth/jwks` with rotation,
+//! introspection (RFC 7662) and revocation (RFC 7009), server metadata (RFC 8414), and
+//! the operator actions on partners, clients, API keys and plan codes ([`admin`]). The
+//! authorize pages, the code and refresh grants and OpenID Connect are the next pieces.
 
 pub mod admin;
+pub mod introspect;
 pub mod keys;
 pub mod token;
 
@@ -28,8 +29,9 @@ pub async fn state(
     let keys = keys::KeyRing::load(db.clone()).await?;
     tokio::spawn(keys.clone().run_refresh(
         Duration::from_secs(settings.oauth.key_refresh_secs.max(1)),
-        stop,
+        stop.clone(),
     ));
+    tokio::spawn(purge_revocations(db.clone(), stop));
     let issuer = settings.issuer();
     Ok(web::Data::new(TokenState {
         db,
@@ -37,6 +39,22 @@ pub async fn state(
         audience: issuer.clone(),
         issuer,
     }))
+}
+
+/// Forgets revocations of expired tokens, every ten minutes.
+async fn purge_revocations(db: Db, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+            _ = stop.cancelled() => return,
+        }
+        let purged = db
+            .write(|c| admit_store::partners::purge_revoked_tokens(c, admit_store::now()))
+            .await;
+        if let Err(e) = purged {
+            tracing::warn!(error = %e, "cannot purge expired revocations; will retry");
+        }
+    }
 }
 
 /// Mounts the service's public routes.
@@ -47,6 +65,8 @@ pub fn configure(
         cfg.app_data(state.clone())
             .app_data(web::PayloadConfig::new(16 * 1024))
             .route("/oauth/token", web::post().to(token::token))
+            .route("/oauth/introspect", web::post().to(introspect::introspect))
+            .route("/oauth/revoke", web::post().to(introspect::revoke))
             .route("/oauth/jwks", web::get().to(jwks))
             .route(
                 "/.well-known/oauth-authorization-server",
@@ -68,6 +88,10 @@ async fn metadata(state: web::Data<TokenState>) -> HttpResponse {
         "issuer": i,
         "token_endpoint": format!("{i}/oauth/token"),
         "jwks_uri": format!("{i}/oauth/jwks"),
+        "introspection_endpoint": format!("{i}/oauth/introspect"),
+        "revocation_endpoint": format!("{i}/oauth/revoke"),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": [],

@@ -31,15 +31,19 @@ pub struct OAuthError {
 }
 
 fn err(status: u16, code: &'static str, description: impl Into<String>) -> OAuthError {
-    OAuthError {
-        status,
-        code,
-        description: description.into(),
-    }
+    OAuthError::new(status, code, description)
 }
 
 impl OAuthError {
-    fn response(&self) -> HttpResponse {
+    pub fn new(status: u16, code: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            description: description.into(),
+        }
+    }
+
+    pub fn response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(
             actix_web::http::StatusCode::from_u16(self.status)
                 .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST),
@@ -157,18 +161,29 @@ pub async fn token(
     }
 }
 
+/// Parses the form and authenticates the client that sent it (token, introspection
+/// and revocation endpoints alike).
+pub async fn authenticate_request(
+    req: &HttpRequest,
+    body: &[u8],
+    state: &TokenState,
+) -> Result<(ClientRow, HashMap<String, String>), OAuthError> {
+    let form = form(body)?;
+    let (id, secret_given) = credentials(req, &form)?;
+    let client = authenticate(state, id, secret_given).await?;
+    Ok((client, form))
+}
+
 async fn grant(
     req: &HttpRequest,
     body: &[u8],
     state: &TokenState,
 ) -> Result<HttpResponse, OAuthError> {
-    let form = form(body)?;
+    let (client, form) = authenticate_request(req, body, state).await?;
     let grant_type = form
         .get("grant_type")
         .ok_or_else(|| err(400, "invalid_request", "grant_type is required"))?
         .clone();
-    let (id, secret_given) = credentials(req, &form)?;
-    let client = authenticate(state, id, secret_given).await?;
     match grant_type.as_str() {
         "client_credentials" => client_credentials(&client, &form, state),
         "authorization_code" | "refresh_token" => Err(err(

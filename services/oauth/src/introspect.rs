@@ -1,0 +1,119 @@
+//! Token introspection (RFC 7662) and revocation (RFC 7009) of the access tokens this
+//! server signs. Both require client authentication. A revoked token's `jti` is kept
+//! until the token would have expired; introspection then answers `active: false`.
+
+use crate::token::{authenticate_request, OAuthError, TokenState};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use admit_store::partners;
+use jsonwebtoken::{decode, decode_header, Validation};
+use serde_json::Value;
+
+/// The verified claims of one of our access tokens, or `None` (bad signature,
+/// expired, another issuer, unknown key, not a JWT).
+pub fn verify(state: &TokenState, token: &str) -> Option<Value> {
+    let header = decode_header(token).ok()?;
+    if header.typ.as_deref() != Some("at+jwt") {
+        return None;
+    }
+    let keys = state.keys.current();
+    let key = keys.decoding.get(header.kid.as_deref()?)?;
+    let mut validation = Validation::new(keys.algorithm);
+    validation.set_issuer(&[&state.issuer]);
+    validation.set_audience(&[&state.audience]);
+    validation.leeway = 0;
+    decode::<Value>(token, key, &validation)
+        .ok()
+        .map(|d| d.claims)
+}
+
+fn no_store(mut res: actix_web::HttpResponseBuilder, body: Value) -> HttpResponse {
+    res.insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
+pub async fn introspect(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<TokenState>,
+) -> HttpResponse {
+    match introspect_inner(&req, &body, &state).await {
+        Ok(v) => no_store(HttpResponse::Ok(), v),
+        Err(e) => e.response(),
+    }
+}
+
+async fn introspect_inner(
+    req: &HttpRequest,
+    body: &[u8],
+    state: &TokenState,
+) -> Result<Value, OAuthError> {
+    let (_client, form) = authenticate_request(req, body, state).await?;
+    let token = form
+        .get("token")
+        .ok_or_else(|| OAuthError::new(400, "invalid_request", "token is required"))?;
+    let Some(claims) = verify(state, token) else {
+        return Ok(serde_json::json!({"active": false}));
+    };
+    let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
+    let revoked = state
+        .db
+        .run(move |c| partners::is_token_revoked(c, &jti))
+        .await
+        .map_err(|e| OAuthError::new(503, "temporarily_unavailable", e.to_string()))?;
+    if revoked {
+        return Ok(serde_json::json!({"active": false}));
+    }
+    Ok(serde_json::json!({
+        "active": true,
+        "token_type": "access_token",
+        "scope": claims["scope"],
+        "client_id": claims["client_id"],
+        "sub": claims["sub"],
+        "aud": claims["aud"],
+        "iss": claims["iss"],
+        "exp": claims["exp"],
+        "iat": claims["iat"],
+        "jti": claims["jti"],
+    }))
+}
+
+pub async fn revoke(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<TokenState>,
+) -> HttpResponse {
+    match revoke_inner(&req, &body, &state).await {
+        Ok(()) => no_store(HttpResponse::Ok(), serde_json::json!({})),
+        Err(e) => e.response(),
+    }
+}
+
+async fn revoke_inner(
+    req: &HttpRequest,
+    body: &[u8],
+    state: &TokenState,
+) -> Result<(), OAuthError> {
+    let (client, form) = authenticate_request(req, body, state).await?;
+    let token = form
+        .get("token")
+        .ok_or_else(|| OAuthError::new(400, "invalid_request", "token is required"))?;
+    // RFC 7009 §2.2: an invalid token, or one of another client, is answered 200
+    // and nothing happens.
+    let Some(claims) = verify(state, token) else {
+        return Ok(());
+    };
+    if claims["client_id"].as_str() != Some(client.id.as_str()) {
+        return Ok(());
+    }
+    let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
+    let exp = claims["exp"].as_i64().unwrap_or_default();
+    let expires_at = chrono::DateTime::from_timestamp(exp, 0)
+        .map(|t| t.naive_utc())
+        .unwrap_or_else(admit_store::now);
+    state
+        .db
+        .write(move |c| partners::revoke_token(c, &jti, expires_at))
+        .await
+        .map_err(|e| OAuthError::new(503, "temporarily_unavailable", e.to_string()))
+}
