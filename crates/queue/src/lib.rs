@@ -49,7 +49,12 @@ pub trait Queue: Send + Sync {
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError>;
 
     /// The message's effect is durable: it is not delivered again.
-    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError>;
+    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        self.ack_many(std::slice::from_ref(delivery)).await
+    }
+
+    /// [`Queue::ack`] for several deliveries in one round trip.
+    async fn ack_many(&self, deliveries: &[Delivery]) -> Result<(), QueueError>;
 
     /// The message will never succeed: it moves where an operator can see it, and is
     /// not delivered again.

@@ -48,13 +48,20 @@ impl OutboxQueue {
             .collect())
     }
 
-    async fn finish(&self, delivery: &Delivery) -> Result<(), QueueError> {
-        let seq: i64 = delivery
-            .receipt
-            .parse()
-            .map_err(|_| QueueError::Internal(format!("bad receipt {}", delivery.receipt)))?;
+    async fn finish(&self, deliveries: &[Delivery]) -> Result<(), QueueError> {
+        let seqs = deliveries
+            .iter()
+            .map(|d| {
+                d.receipt
+                    .parse::<i64>()
+                    .map_err(|_| QueueError::Internal(format!("bad receipt {}", d.receipt)))
+            })
+            .collect::<Result<Vec<i64>, _>>()?;
+        if seqs.is_empty() {
+            return Ok(());
+        }
         self.db
-            .write(move |conn| outbox::mark_published(conn, &[seq], admit_store::now()))
+            .write(move |conn| outbox::mark_published(conn, &seqs, admit_store::now()))
             .await?;
         Ok(())
     }
@@ -73,15 +80,15 @@ impl Queue for OutboxQueue {
         self.take(max).await
     }
 
-    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
-        self.finish(delivery).await
+    async fn ack_many(&self, deliveries: &[Delivery]) -> Result<(), QueueError> {
+        self.finish(deliveries).await
     }
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
         // The mailer's own record keeps the message as `dead` with its reason; the
         // outbox row is finished so that it is not delivered again.
         tracing::warn!(receipt = %delivery.receipt, reason, "message dead-lettered");
-        self.finish(delivery).await
+        self.finish(std::slice::from_ref(delivery)).await
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

@@ -226,14 +226,18 @@ impl Queue for RedisQueue {
             .await
     }
 
-    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
+    async fn ack_many(&self, deliveries: &[Delivery]) -> Result<(), QueueError> {
+        if deliveries.is_empty() {
+            return Ok(());
+        }
         let mut c = self.conn().await?;
         let key = self.stream_key();
+        let ids: Vec<&str> = deliveries.iter().map(|d| d.receipt.as_str()).collect();
         redis::pipe()
             .atomic()
-            .xack(&key, &self.cfg.group, &[&delivery.receipt])
+            .xack(&key, &self.cfg.group, &ids)
             .ignore()
-            .xdel(&key, &[&delivery.receipt])
+            .xdel(&key, &ids)
             .ignore()
             .query_async::<()>(&mut c)
             .await

@@ -121,7 +121,10 @@ struct SqlitePragmas;
 impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
         conn.batch_execute(
-            "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            // mmap: pages are read from the shared mapping, not with a read(2) for
+            // every page another connection's commit made stale.
+            "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+             PRAGMA mmap_size = 268435456; PRAGMA cache_size = -16000;",
         )
         .map_err(diesel::r2d2::Error::QueryError)
     }

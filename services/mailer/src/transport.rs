@@ -164,11 +164,12 @@ impl Transport for Inbox {
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let path = self.dir.join(name);
         // Written whole, then renamed: a reader never sees half a message.
-        tokio::fs::write(&tmp, bytes)
-            .await
-            .map_err(|e| SendError::Transient(e.to_string()))?;
-        tokio::fs::rename(&tmp, &path)
-            .await
-            .map_err(|e| SendError::Transient(e.to_string()))
+        tokio::task::spawn_blocking(move || {
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, &path)
+        })
+        .await
+        .map_err(|e| SendError::Transient(e.to_string()))?
+        .map_err(|e| SendError::Transient(e.to_string()))
     }
 }

@@ -4,7 +4,7 @@
 //! For each delivery: decode (undecodable: dead-letter); claim the message in the
 //! mailer's table (sent or dead already: acknowledge; another replica has it or its
 //! retry is not due: leave it pending); render; send. On success the message is
-//! recorded `sent`, then acknowledged. A transient failure records `failed` with the
+//! recorded `sent`; the batch's recorded messages are then acknowledged together. A transient failure records `failed` with the
 //! time of the next try (backoff doubling from `retry_base`) and leaves the delivery
 //! pending, to come back after the claim idle time; after `max_attempts`, or on a
 //! permanent failure (SMTP 5xx), the message is recorded `dead` and moved to the
@@ -105,12 +105,27 @@ impl Worker {
         tracing::info!("mailer worker stopped");
     }
 
+    /// Handles deliveries concurrently, then acknowledges the ones whose outcome is
+    /// recorded (sent, or found sent already) in one round trip.
     pub async fn handle_batch(&self, deliveries: Vec<Delivery>) -> Vec<Outcome> {
-        futures_util::stream::iter(deliveries)
-            .map(|d| async move { self.handle(&d).await })
+        let results: Vec<(Delivery, Outcome)> = futures_util::stream::iter(deliveries)
+            .map(|d| async move {
+                let outcome = self.handle(&d).await;
+                (d, outcome)
+            })
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
-            .await
+            .await;
+        let done: Vec<Delivery> = results
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Sent | Outcome::AlreadyDone))
+            .map(|(d, _)| d.clone())
+            .collect();
+        if let Err(e) = self.queue.ack_many(&done).await {
+            // The records say sent; redeliveries will be acknowledged as duplicates.
+            tracing::warn!(error = %e, count = done.len(), "acknowledgement failed");
+        }
+        results.into_iter().map(|(_, o)| o).collect()
     }
 
     #[tracing::instrument(name = "deliver", skip_all, fields(receipt = %delivery.receipt, message_id))]
@@ -146,7 +161,7 @@ impl Worker {
             .await;
         let row = match claim {
             Ok(Claim::Mine(row)) => row,
-            Ok(Claim::Done) => return self.ack(delivery, Outcome::AlreadyDone).await,
+            Ok(Claim::Done) => return Outcome::AlreadyDone,
             Ok(Claim::Busy) => return Outcome::Busy,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot record the message; left for later");
@@ -171,7 +186,7 @@ impl Worker {
                     return Outcome::Deferred;
                 }
                 tracing::info!(kind = envelope.notification.kind(), "email sent");
-                self.ack(delivery, Outcome::Sent).await
+                Outcome::Sent
             }
             Err(SendError::Permanent(reason)) => {
                 tracing::warn!(reason = %reason, "relay refused the message");
@@ -195,17 +210,6 @@ impl Worker {
                     })
                     .await;
                 Outcome::Retry
-            }
-        }
-    }
-
-    async fn ack(&self, delivery: &Delivery, outcome: Outcome) -> Outcome {
-        match self.queue.ack(delivery).await {
-            Ok(()) => outcome,
-            Err(e) => {
-                // The record says sent; a redelivery will be acknowledged as a duplicate.
-                tracing::warn!(error = %e, "acknowledgement failed");
-                outcome
             }
         }
     }

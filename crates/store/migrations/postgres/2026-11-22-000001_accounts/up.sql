@@ -53,4 +53,3 @@ CREATE TABLE mail_messages (
     updated_at TIMESTAMP NOT NULL,
     sent_at TIMESTAMP
 );
-CREATE INDEX mail_messages_status_idx ON mail_messages (status);
