@@ -241,6 +241,9 @@ pub struct MailerSettings {
     pub retry_base_ms: u64,
     /// Messages sent at once.
     pub concurrency: usize,
+    /// How long a short batch waits for more messages (shares the per-batch database
+    /// work among them; adds at most this much latency to an email).
+    pub batch_window_ms: u64,
 }
 
 impl Default for MailerSettings {
@@ -255,6 +258,7 @@ impl Default for MailerSettings {
             max_attempts: 8,
             retry_base_ms: 5_000,
             concurrency: 16,
+            batch_window_ms: 50,
         }
     }
 }

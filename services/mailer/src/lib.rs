@@ -43,6 +43,7 @@ pub fn worker(
             max_attempts: settings.mailer.max_attempts.max(1),
             retry_base: Duration::from_millis(settings.mailer.retry_base_ms),
             lease: Duration::from_millis(settings.mailer.claim_idle_ms),
+            batch_window: Duration::from_millis(settings.mailer.batch_window_ms),
         },
         outcomes,
     })

@@ -14,7 +14,7 @@ use crate::render::Renderer;
 use crate::transport::{SendError, Transport};
 use admit_domain::Envelope;
 use admit_queue::{Delivery, Queue};
-use admit_store::mail::{self, Claim};
+use admit_store::mail::{self, Claim, MailRow};
 use admit_store::Db;
 use futures_util::StreamExt;
 use prometheus::IntCounterVec;
@@ -29,6 +29,8 @@ pub struct WorkerConfig {
     pub retry_base: Duration,
     /// How long a claimed message is reserved for this sender: longer than a send.
     pub lease: Duration,
+    /// How long a short batch waits for more messages.
+    pub batch_window: Duration,
 }
 
 #[derive(Clone)]
@@ -66,6 +68,25 @@ impl Outcome {
     }
 }
 
+/// One message's send, for recording.
+struct Attempt {
+    index: usize,
+    id: String,
+    kind: String,
+    attempts: u32,
+    result: Result<(), SendError>,
+}
+
+/// What to record of a send: sent, or failed with the delay before the next try
+/// (`None`: dead).
+enum Record {
+    Sent,
+    Failed {
+        reason: String,
+        retry_in: Option<chrono::Duration>,
+    },
+}
+
 pub fn outcome_counter() -> IntCounterVec {
     IntCounterVec::new(
         prometheus::Opts::new(
@@ -82,9 +103,10 @@ impl Worker {
     /// started stays pending for the next consumer.
     pub async fn run(self, stop: CancellationToken) {
         let mut backoff = Duration::from_millis(200);
+        let max = self.config.concurrency.max(1);
         while !stop.is_cancelled() {
             let batch = tokio::select! {
-                r = self.queue.receive(self.config.concurrency, Duration::from_secs(1)) => r,
+                r = self.receive_batch(max) => r,
                 _ = stop.cancelled() => break,
             };
             match batch {
@@ -105,19 +127,206 @@ impl Worker {
         tracing::info!("mailer worker stopped");
     }
 
-    /// Handles deliveries concurrently, then acknowledges the ones whose outcome is
-    /// recorded (sent, or found sent already) in one round trip.
+    /// Up to `max` deliveries. A short batch waits `batch_window` for company, so
+    /// that under a steady trickle the per-batch costs (one claim transaction, one
+    /// record transaction, one acknowledgement) are shared by several messages.
+    async fn receive_batch(&self, max: usize) -> Result<Vec<Delivery>, admit_queue::QueueError> {
+        let mut batch = self.queue.receive(max, Duration::from_secs(1)).await?;
+        if !batch.is_empty() && batch.len() < max && !self.config.batch_window.is_zero() {
+            tokio::time::sleep(self.config.batch_window).await;
+            batch.extend(
+                self.queue
+                    .receive(max - batch.len(), Duration::ZERO)
+                    .await?,
+            );
+        }
+        Ok(batch)
+    }
+
+    /// Handles a batch: decode, claim every message in one transaction, render and
+    /// send concurrently, record every outcome in one transaction, then acknowledge
+    /// the recorded ones (sent, or found sent already) in one round trip.
     pub async fn handle_batch(&self, deliveries: Vec<Delivery>) -> Vec<Outcome> {
-        let results: Vec<(Delivery, Outcome)> = futures_util::stream::iter(deliveries)
-            .map(|d| async move {
-                let outcome = self.handle(&d).await;
-                (d, outcome)
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; deliveries.len()];
+        let mut decoded: Vec<(usize, Envelope)> = Vec::with_capacity(deliveries.len());
+        for (i, d) in deliveries.iter().enumerate() {
+            match serde_json::from_str::<Envelope>(&d.payload) {
+                Ok(e) => decoded.push((i, e)),
+                Err(e) => {
+                    tracing::error!(receipt = %d.receipt, error = %e, "undecodable message");
+                    outcomes[i] = Some(
+                        self.dead_letter(d, None, &format!("undecodable: {e}"))
+                            .await,
+                    );
+                }
+            }
+        }
+
+        // 1. Claim.
+        let lease =
+            chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(60));
+        let wanted: Vec<(String, String, String)> = decoded
+            .iter()
+            .map(|(_, e)| {
+                (
+                    e.id.to_string(),
+                    e.notification.kind().to_owned(),
+                    e.notification.recipient().to_owned(),
+                )
+            })
+            .collect();
+        let claims = self
+            .db
+            .write(move |conn| {
+                let now = admit_store::now();
+                wanted
+                    .iter()
+                    .map(|(id, kind, to)| mail::claim(conn, id, kind, to, now, now + lease))
+                    .collect::<Result<Vec<Claim>, _>>()
+            })
+            .await;
+        let claims = match claims {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record the messages; left for later");
+                return self.count(deliveries.len(), outcomes, Outcome::Deferred);
+            }
+        };
+        let mut mine: Vec<(usize, Envelope, MailRow)> = Vec::new();
+        for ((i, envelope), claim) in decoded.into_iter().zip(claims) {
+            match claim {
+                Claim::Mine(row) => mine.push((i, envelope, row)),
+                Claim::Done => outcomes[i] = Some(Outcome::AlreadyDone),
+                Claim::Busy => outcomes[i] = Some(Outcome::Busy),
+            }
+        }
+
+        // 2. Render and send.
+        let sent: Vec<Attempt> = futures_util::stream::iter(mine)
+            .map(|(i, envelope, row)| async move {
+                let id = envelope.id.to_string();
+                let kind = envelope.notification.kind().to_owned();
+                let result = match self.renderer.render(&envelope) {
+                    Ok(email) => self.transport.send(&email).await,
+                    Err(e) => Err(SendError::Permanent(e.to_string())),
+                };
+                Attempt {
+                    index: i,
+                    id,
+                    kind,
+                    attempts: row.attempts as u32 + 1,
+                    result,
+                }
             })
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
             .await;
-        let done: Vec<Delivery> = results
+
+        // 3. Record every outcome at once.
+        let now_plus =
+            |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1));
+        let mut records: Vec<(String, Record)> = Vec::new();
+        let mut planned: Vec<(usize, Outcome, Option<String>)> = Vec::new();
+        for Attempt {
+            index: i,
+            id,
+            kind,
+            attempts,
+            result,
+        } in sent
+        {
+            match result {
+                Ok(()) => {
+                    tracing::info!(message_id = %id, kind = %kind, "email sent");
+                    records.push((id, Record::Sent));
+                    planned.push((i, Outcome::Sent, None));
+                }
+                Err(SendError::Transient(reason)) if attempts < self.config.max_attempts => {
+                    let delay =
+                        self.config.retry_base * 2u32.saturating_pow(attempts - 1).min(1 << 16);
+                    tracing::warn!(message_id = %id, reason = %reason, attempts, retry_in_ms = delay.as_millis() as u64, "send failed; will retry");
+                    records.push((
+                        id,
+                        Record::Failed {
+                            reason,
+                            retry_in: Some(now_plus(delay)),
+                        },
+                    ));
+                    planned.push((i, Outcome::Retry, None));
+                }
+                Err(SendError::Transient(reason)) | Err(SendError::Permanent(reason)) => {
+                    tracing::warn!(message_id = %id, reason = %reason, attempts, "giving up on the message");
+                    records.push((
+                        id,
+                        Record::Failed {
+                            reason: reason.clone(),
+                            retry_in: None,
+                        },
+                    ));
+                    planned.push((i, Outcome::Dead, Some(reason)));
+                }
+            }
+        }
+        if !records.is_empty() {
+            let recorded = self
+                .db
+                .write(move |conn| {
+                    let now = admit_store::now();
+                    for (id, record) in &records {
+                        match record {
+                            Record::Sent => mail::mark_sent(conn, id, now)?,
+                            Record::Failed { reason, retry_in } => {
+                                mail::mark_failed(
+                                    conn,
+                                    id,
+                                    reason,
+                                    retry_in.map(|d| now + d),
+                                    now,
+                                )?;
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = recorded {
+                // Sent but not recorded: the deliveries stay pending and the messages
+                // may be sent again. At least once, never lost.
+                tracing::error!(error = %e, "sent, but the records failed");
+                for (i, _, _) in planned {
+                    outcomes[i] = Some(Outcome::Deferred);
+                }
+                return self.finish(&deliveries, outcomes).await;
+            }
+        }
+        for (i, outcome, dead_reason) in planned {
+            outcomes[i] = Some(match dead_reason {
+                Some(reason) => match self.queue.dead_letter(&deliveries[i], &reason).await {
+                    Ok(()) => Outcome::Dead,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot dead-letter; left for later");
+                        Outcome::Deferred
+                    }
+                },
+                None => outcome,
+            });
+        }
+        self.finish(&deliveries, outcomes).await
+    }
+
+    /// Acknowledges what is recorded, counts every outcome.
+    async fn finish(
+        &self,
+        deliveries: &[Delivery],
+        outcomes: Vec<Option<Outcome>>,
+    ) -> Vec<Outcome> {
+        let outcomes: Vec<Outcome> = outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::Deferred))
+            .collect();
+        let done: Vec<Delivery> = deliveries
             .iter()
+            .zip(&outcomes)
             .filter(|(_, o)| matches!(o, Outcome::Sent | Outcome::AlreadyDone))
             .map(|(d, _)| d.clone())
             .collect();
@@ -125,93 +334,20 @@ impl Worker {
             // The records say sent; redeliveries will be acknowledged as duplicates.
             tracing::warn!(error = %e, count = done.len(), "acknowledgement failed");
         }
-        results.into_iter().map(|(_, o)| o).collect()
-    }
-
-    #[tracing::instrument(name = "deliver", skip_all, fields(receipt = %delivery.receipt, message_id))]
-    pub async fn handle(&self, delivery: &Delivery) -> Outcome {
-        let outcome = self.handle_inner(delivery).await;
-        self.outcomes.with_label_values(&[outcome.label()]).inc();
-        outcome
-    }
-
-    async fn handle_inner(&self, delivery: &Delivery) -> Outcome {
-        let envelope: Envelope = match serde_json::from_str(&delivery.payload) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(error = %e, "undecodable message");
-                return self
-                    .dead_letter(delivery, None, &format!("undecodable: {e}"))
-                    .await;
-            }
-        };
-        let id = envelope.id.to_string();
-        tracing::Span::current().record("message_id", id.as_str());
-        let kind = envelope.notification.kind().to_owned();
-        let recipient = envelope.notification.recipient().to_owned();
-        let lease =
-            chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(60));
-        let claim_id = id.clone();
-        let claim = self
-            .db
-            .write(move |conn| {
-                let now = admit_store::now();
-                mail::claim(conn, &claim_id, &kind, &recipient, now, now + lease)
-            })
-            .await;
-        let row = match claim {
-            Ok(Claim::Mine(row)) => row,
-            Ok(Claim::Done) => return Outcome::AlreadyDone,
-            Ok(Claim::Busy) => return Outcome::Busy,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot record the message; left for later");
-                return Outcome::Deferred;
-            }
-        };
-        let email = match self.renderer.render(&envelope) {
-            Ok(m) => m,
-            Err(e) => return self.dead_letter(delivery, Some(&id), &e.to_string()).await,
-        };
-        match self.transport.send(&email).await {
-            Ok(()) => {
-                let sent_id = id.clone();
-                let recorded = self
-                    .db
-                    .write(move |conn| mail::mark_sent(conn, &sent_id, admit_store::now()))
-                    .await;
-                if let Err(e) = recorded {
-                    // Sent but not recorded: the delivery stays pending and the message
-                    // may be sent again. At least once, never lost.
-                    tracing::error!(error = %e, "sent, but the sent-record failed");
-                    return Outcome::Deferred;
-                }
-                tracing::info!(kind = envelope.notification.kind(), "email sent");
-                Outcome::Sent
-            }
-            Err(SendError::Permanent(reason)) => {
-                tracing::warn!(reason = %reason, "relay refused the message");
-                self.dead_letter(delivery, Some(&id), &reason).await
-            }
-            Err(SendError::Transient(reason)) => {
-                let attempts = row.attempts as u32 + 1;
-                if attempts >= self.config.max_attempts {
-                    tracing::warn!(reason = %reason, attempts, "giving up on the message");
-                    return self.dead_letter(delivery, Some(&id), &reason).await;
-                }
-                let delay = self.config.retry_base * 2u32.saturating_pow(attempts - 1).min(1 << 16);
-                let next = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
-                tracing::warn!(reason = %reason, attempts, retry_in_ms = delay.as_millis() as u64, "send failed; will retry");
-                let failed_id = id.clone();
-                let _ = self
-                    .db
-                    .write(move |conn| {
-                        let now = admit_store::now();
-                        mail::mark_failed(conn, &failed_id, &reason, Some(now + next), now)
-                    })
-                    .await;
-                Outcome::Retry
-            }
+        for o in &outcomes {
+            self.outcomes.with_label_values(&[o.label()]).inc();
         }
+        outcomes
+    }
+
+    fn count(&self, n: usize, outcomes: Vec<Option<Outcome>>, rest: Outcome) -> Vec<Outcome> {
+        let all: Vec<Outcome> = (0..n)
+            .map(|i| outcomes.get(i).copied().flatten().unwrap_or(rest))
+            .collect();
+        for o in &all {
+            self.outcomes.with_label_values(&[o.label()]).inc();
+        }
+        all
     }
 
     async fn dead_letter(&self, delivery: &Delivery, id: Option<&str>, reason: &str) -> Outcome {
