@@ -103,7 +103,8 @@ impl HashPool {
         })
     }
 
-    async fn run<T: Send + 'static>(
+    /// Runs `f` on the pool (a hash, and what must happen just before it).
+    pub async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {

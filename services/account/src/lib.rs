@@ -154,14 +154,25 @@ pub async fn create_account(
         ));
     }
 
-    // A cheap look first, so a taken contact costs no hash. The unique indexes still
-    // decide between concurrent requests.
-    let probe = new.clone();
-    if let Some(taken) = state.db.run(move |conn| taken_value(conn, &probe)).await? {
-        return Err(taken);
-    }
-
-    let password_hash = state.hasher.hash(new.password.expose().to_owned()).await?;
+    // A cheap look first, so a taken contact costs no hash. It runs on the hash
+    // thread itself, just before the hash: one hand-off per sign-up instead of two.
+    // The unique indexes still decide between concurrent requests.
+    let (probe, db, password) = (
+        new.clone(),
+        state.db.clone(),
+        new.password.expose().to_owned(),
+    );
+    let password_hash = state
+        .hasher
+        .run(move || -> Result<String, ApiError> {
+            let mut conn = db.get()?;
+            if let Some(taken) = taken_value(&mut conn, &probe)? {
+                return Err(taken);
+            }
+            drop(conn);
+            Ok(hasher::hash_blocking(&password)?)
+        })
+        .await??;
     let now = Utc::now();
     let (account, contacts, envelope) = records(&new, password_hash, now);
     let account_id = account.id.clone();
@@ -187,7 +198,7 @@ pub async fn create_account(
     }
     state.outbox_wake.notify_one();
     state.created.inc();
-    tracing::info!(account_id = %account_id, "account created");
+    tracing::debug!(account_id = %account_id, "account created");
     Ok(HttpResponse::Created().json(serde_json::json!({
         "account_id": account_id,
         "creation_time": now.to_rfc3339_opts(SecondsFormat::Millis, true),
