@@ -258,7 +258,7 @@ impl Default for MailerSettings {
             max_attempts: 8,
             retry_base_ms: 5_000,
             concurrency: 16,
-            batch_window_ms: 50,
+            batch_window_ms: 200,
         }
     }
 }
