@@ -1,6 +1,6 @@
 //! The embedded default (`admit serve`): one process, SQLite, the local inbox.
 
-use admit_e2e::{http, post_account, signup, Proc};
+use admit_e2e::{concurrent_same_email, http, post_account, Proc};
 use admit_store::{accounts, Db};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -259,7 +259,7 @@ async fn bad_input_names_the_field_and_writes_nothing() -> anyhow::Result<()> {
 async fn fifty_concurrent_sign_ups_with_one_email_make_one_account() -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let server = serve(data.path())?;
-    let statuses = concurrent_same_email(&server.url, 50).await?;
+    let statuses = concurrent_same_email(&server.url, "racer@example.com", 50).await?;
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
         1,
@@ -272,35 +272,4 @@ async fn fifty_concurrent_sign_ups_with_one_email_make_one_account() -> anyhow::
     );
     assert_eq!(account_count(data.path()).await?, 1);
     Ok(())
-}
-
-/// `n` sign-ups at once for one address spelt in `n` different cases.
-pub async fn concurrent_same_email(base: &str, n: usize) -> anyhow::Result<Vec<u16>> {
-    let client = http();
-    let tasks: Vec<_> = (0..n)
-        .map(|i| {
-            let email: String = "racer@example.com"
-                .chars()
-                .enumerate()
-                .map(|(j, ch)| {
-                    if (i >> (j % 6)) & 1 == 1 {
-                        ch.to_ascii_uppercase()
-                    } else {
-                        ch
-                    }
-                })
-                .collect();
-            let (client, base) = (client.clone(), base.to_owned());
-            tokio::spawn(async move {
-                post_account(&client, &base, &signup(&email))
-                    .await
-                    .map(|(s, _)| s)
-            })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for t in tasks {
-        statuses.push(t.await??);
-    }
-    Ok(statuses)
 }

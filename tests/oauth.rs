@@ -10,16 +10,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn cli(data: &Path, args: &[&str]) -> anyhow::Result<Value> {
-    let out = Command::new(admit_e2e::bin("admit"))
-        .args(args)
-        .args(["--data-dir", data.to_str().unwrap_or_default(), "--json"])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "admit {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_slice(&out.stdout)?)
+    let mut all = args.to_vec();
+    all.extend(["--data-dir", data.to_str().unwrap_or_default()]);
+    admit_e2e::admin_cli(&all, &[])
 }
 
 /// Client credentials, form, expected status and RFC 6749 error code.

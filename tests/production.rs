@@ -229,27 +229,7 @@ async fn a_mailer_killed_while_sending_loses_nothing() -> anyhow::Result<()> {
 async fn concurrent_sign_ups_on_postgres_make_one_account() -> anyhow::Result<()> {
     let t = Topology::new(&[])?;
     let account = t.start("admit-account")?;
-    let client = http();
-    let tasks: Vec<_> = (0..50)
-        .map(|i| {
-            let email = if i % 2 == 0 {
-                "Same@Example.com"
-            } else {
-                "same@example.COM"
-            };
-            let email = if i % 3 == 0 {
-                email.to_ascii_uppercase()
-            } else {
-                email.to_owned()
-            };
-            let (client, base) = (client.clone(), account.url.clone());
-            tokio::spawn(async move { post_account(&client, &base, &signup(&email)).await })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for task in tasks {
-        statuses.push(task.await??.0);
-    }
+    let statuses = admit_e2e::concurrent_same_email(&account.url, "same@example.com", 50).await?;
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
         1,
@@ -297,19 +277,7 @@ async fn sign_ups_succeed_while_redis_is_down_and_mail_flows_when_it_returns() -
 #[tokio::test]
 async fn the_standalone_authorization_server_issues_tokens_from_postgres() -> anyhow::Result<()> {
     let t = Topology::new(&[])?;
-    let cli = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
-        let out = Command::new(admit_e2e::bin("admit"))
-            .args(args)
-            .arg("--json")
-            .envs(t.env.clone())
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(serde_json::from_slice(&out.stdout)?)
-    };
+    let cli = |args: &[&str]| admit_e2e::admin_cli(args, &t.env);
     let partner = cli(&["partner", "create", "--name", "Partner"])?;
     let pid = partner["partner_id"].as_str().unwrap_or_default();
     let client = cli(&[

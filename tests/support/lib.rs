@@ -273,3 +273,49 @@ pub async fn post_account(
 pub fn signup(email: &str) -> serde_json::Value {
     serde_json::json!({"contacts": [["EMAIL", email, true]], "full_name": "Test User", "password": "doctest1"})
 }
+
+/// `n` sign-ups at once for one address spelt in `n` different cases.
+pub async fn concurrent_same_email(base: &str, email: &str, n: usize) -> anyhow::Result<Vec<u16>> {
+    let client = http();
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let email: String = email
+                .chars()
+                .enumerate()
+                .map(|(j, ch)| {
+                    if (i >> (j % 6)) & 1 == 1 {
+                        ch.to_ascii_uppercase()
+                    } else {
+                        ch
+                    }
+                })
+                .collect();
+            let (client, base) = (client.clone(), base.to_owned());
+            tokio::spawn(async move {
+                post_account(&client, &base, &signup(&email))
+                    .await
+                    .map(|(s, _)| s)
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await??);
+    }
+    Ok(statuses)
+}
+
+/// Runs an `admit` operator command with `--json` and `env`; returns its JSON.
+pub fn admin_cli(args: &[&str], env: &[(String, String)]) -> anyhow::Result<serde_json::Value> {
+    let out = Command::new(bin("admit"))
+        .args(args)
+        .arg("--json")
+        .envs(env.iter().cloned())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "admit {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
