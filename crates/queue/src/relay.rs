@@ -30,7 +30,13 @@ impl Relay {
             .db
             .write(move |conn| {
                 let now = admit_store::now();
-                outbox::lease(conn, &topic, batch, now, now + chrono_secs(30))
+                outbox::lease(
+                    conn,
+                    &topic,
+                    batch,
+                    now,
+                    now + chrono::Duration::seconds(30),
+                )
             })
             .await?;
         if rows.is_empty() {
@@ -80,8 +86,4 @@ impl Relay {
             }
         }
     }
-}
-
-fn chrono_secs(s: i64) -> chrono::Duration {
-    chrono::Duration::seconds(s)
 }

@@ -31,16 +31,6 @@ impl Readiness {
         self
     }
 
-    /// Joins another service's checks (the embedded process has all three).
-    pub fn merge(mut self, other: Readiness) -> Self {
-        for c in other.checks {
-            if !self.checks.iter().any(|(n, _)| n == &c.0) {
-                self.checks.push(c);
-            }
-        }
-        self
-    }
-
     /// From now on `/readyz` fails, so the load balancer stops sending traffic.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);

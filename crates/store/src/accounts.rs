@@ -59,17 +59,6 @@ pub fn find(conn: &mut AnyConnection, id: &str) -> Result<AccountRow, StoreError
         .first(conn)?)
 }
 
-pub fn contacts_of(
-    conn: &mut AnyConnection,
-    account_id: &str,
-) -> Result<Vec<ContactRow>, StoreError> {
-    Ok(contacts::table
-        .filter(contacts::account_id.eq(account_id))
-        .order(contacts::created_at.asc())
-        .select(ContactRow::as_select())
-        .load(conn)?)
-}
-
 /// The account that owns a contact, by its normalised value.
 pub fn find_by_contact(
     conn: &mut AnyConnection,

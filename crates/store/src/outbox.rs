@@ -60,21 +60,6 @@ pub fn enqueue(
     Ok(())
 }
 
-/// The oldest unpublished rows of a topic, for the relay.
-pub fn unpublished(
-    conn: &mut AnyConnection,
-    topic: &str,
-    limit: i64,
-) -> Result<Vec<OutboxRow>, StoreError> {
-    Ok(outbox::table
-        .filter(outbox::topic.eq(topic))
-        .filter(outbox::published_at.is_null())
-        .order(outbox::seq.asc())
-        .limit(limit)
-        .select(OutboxRow::as_select())
-        .load(conn)?)
-}
-
 pub fn mark_published(
     conn: &mut AnyConnection,
     seqs: &[i64],
@@ -133,14 +118,6 @@ pub fn lease(
         }
     }
     Ok(taken)
-}
-
-/// Gives a leased row back at once (for a consumer that stops before handling it).
-pub fn release(conn: &mut AnyConnection, seq: i64) -> Result<(), StoreError> {
-    diesel::update(outbox::table.filter(outbox::seq.eq(seq)))
-        .set(outbox::lease_until.eq(None::<NaiveDateTime>))
-        .execute(conn)?;
-    Ok(())
 }
 
 pub fn count_unpublished(conn: &mut AnyConnection, topic: &str) -> Result<i64, StoreError> {

@@ -83,39 +83,11 @@ pub fn active_client(conn: &mut AnyConnection, id: &str) -> Result<Option<Client
         .optional()?)
 }
 
-pub fn revoke_client(
-    conn: &mut AnyConnection,
-    id: &str,
-    now: NaiveDateTime,
-) -> Result<bool, StoreError> {
-    let n = diesel::update(
-        clients::table
-            .find(id)
-            .filter(clients::revoked_at.is_null()),
-    )
-    .set(clients::revoked_at.eq(Some(now)))
-    .execute(conn)?;
-    Ok(n == 1)
-}
-
 pub fn insert_api_key(conn: &mut AnyConnection, row: &ApiKeyRow) -> Result<(), StoreError> {
     diesel::insert_into(api_keys::table)
         .values(row)
         .execute(conn)?;
     Ok(())
-}
-
-/// The partner that owns the (unrevoked) API key with this digest.
-pub fn partner_of_api_key(
-    conn: &mut AnyConnection,
-    key_hash: &str,
-) -> Result<Option<String>, StoreError> {
-    Ok(api_keys::table
-        .filter(api_keys::key_hash.eq(key_hash))
-        .filter(api_keys::revoked_at.is_null())
-        .select(api_keys::partner_id)
-        .first(conn)
-        .optional()?)
 }
 
 pub fn revoke_api_key(

@@ -154,10 +154,7 @@ impl Worker {
                 Ok(e) => decoded.push((i, e)),
                 Err(e) => {
                     tracing::error!(receipt = %d.receipt, error = %e, "undecodable message");
-                    outcomes[i] = Some(
-                        self.dead_letter(d, None, &format!("undecodable: {e}"))
-                            .await,
-                    );
+                    outcomes[i] = Some(self.dead_letter(d, &format!("undecodable: {e}")).await);
                 }
             }
         }
@@ -189,7 +186,7 @@ impl Worker {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot record the messages; left for later");
-                return self.count(deliveries.len(), outcomes, Outcome::Deferred);
+                return self.finish(&deliveries, outcomes).await;
             }
         };
         let mut mine: Vec<(usize, Envelope, MailRow)> = Vec::new();
@@ -301,13 +298,7 @@ impl Worker {
         }
         for (i, outcome, dead_reason) in planned {
             outcomes[i] = Some(match dead_reason {
-                Some(reason) => match self.queue.dead_letter(&deliveries[i], &reason).await {
-                    Ok(()) => Outcome::Dead,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot dead-letter; left for later");
-                        Outcome::Deferred
-                    }
-                },
+                Some(reason) => self.dead_letter(&deliveries[i], &reason).await,
                 None => outcome,
             });
         }
@@ -340,30 +331,9 @@ impl Worker {
         outcomes
     }
 
-    fn count(&self, n: usize, outcomes: Vec<Option<Outcome>>, rest: Outcome) -> Vec<Outcome> {
-        let all: Vec<Outcome> = (0..n)
-            .map(|i| outcomes.get(i).copied().flatten().unwrap_or(rest))
-            .collect();
-        for o in &all {
-            self.outcomes.with_label_values(&[o.label()]).inc();
-        }
-        all
-    }
-
-    async fn dead_letter(&self, delivery: &Delivery, id: Option<&str>, reason: &str) -> Outcome {
-        if let Some(id) = id {
-            let (id, why) = (id.to_owned(), reason.to_owned());
-            if let Err(e) = self
-                .db
-                .write(move |conn| {
-                    mail::mark_failed(conn, &id, &why, None, admit_store::now()).map(|_| ())
-                })
-                .await
-            {
-                tracing::warn!(error = %e, "cannot record the dead message; left for later");
-                return Outcome::Deferred;
-            }
-        }
+    /// Moves a delivery to the dead letters. Its record, where it has one, is
+    /// already `dead`.
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Outcome {
         match self.queue.dead_letter(delivery, reason).await {
             Ok(()) => Outcome::Dead,
             Err(e) => {
