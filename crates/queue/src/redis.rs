@@ -32,6 +32,21 @@ pub struct RedisQueueConfig {
     pub claim_idle: Duration,
 }
 
+impl RedisQueueConfig {
+    /// The mail stream (`{prefix}:mail`) read by the `mailer` consumer group: what
+    /// the relay writes to and the mailer reads, so both name it the same.
+    pub fn mail(url: &str, prefix: &str, consumer: &str, claim_idle: Duration) -> Self {
+        Self {
+            url: url.to_owned(),
+            prefix: prefix.to_owned(),
+            topic: admit_store::outbox::MAIL_TOPIC.to_owned(),
+            group: "mailer".to_owned(),
+            consumer: consumer.to_owned(),
+            claim_idle,
+        }
+    }
+}
+
 pub struct RedisQueue {
     cfg: RedisQueueConfig,
     client: redis::Client,

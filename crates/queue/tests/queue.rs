@@ -56,14 +56,12 @@ impl Fixture {
     }
 
     fn redis(&self, consumer: &str) -> anyhow::Result<Arc<RedisQueue>> {
-        Ok(Arc::new(RedisQueue::new(RedisQueueConfig {
-            url: redis_url(),
-            prefix: self.redis_prefix.clone().unwrap_or_default(),
-            topic: outbox::MAIL_TOPIC.into(),
-            group: "mailer".into(),
-            consumer: consumer.into(),
-            claim_idle: IDLE,
-        })?))
+        Ok(Arc::new(RedisQueue::new(RedisQueueConfig::mail(
+            &redis_url(),
+            self.redis_prefix.as_deref().unwrap_or_default(),
+            consumer,
+            IDLE,
+        ))?))
     }
 
     fn consumer(&self, name: &str) -> anyhow::Result<Arc<dyn Queue>> {

@@ -301,21 +301,10 @@ pub async fn purge_test_accounts(db: Db, every: Duration, stop: CancellationToke
     }
 }
 
-/// The database check of `/readyz`.
-pub fn readiness(db: Db) -> Readiness {
-    Readiness::new().check("database", move || {
-        let db = db.clone();
-        async move { db.ping().await.map_err(|e| e.to_string()) }
-    })
-}
-
 /// The standalone account service of the production topology: PostgreSQL, and the
 /// outbox relay to Redis. Runs until SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let db = Db::connect(
-        settings.database.url.expose_secret(),
-        settings.database.max_connections,
-    )?;
+    let db = admit_runtime::database::connect(&settings)?;
     let wake = Arc::new(Notify::new());
     let metrics = Metrics::new();
     let state = web::Data::new(AccountState::new(
@@ -325,14 +314,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         &metrics,
     )?);
     let stop = CancellationToken::new();
-    let queue = Arc::new(RedisQueue::new(RedisQueueConfig {
-        url: settings.redis.url.expose_secret().to_owned(),
-        prefix: settings.redis.prefix.clone(),
-        topic: outbox::MAIL_TOPIC.into(),
-        group: "mailer".into(),
-        consumer: "relay".into(),
-        claim_idle: Duration::from_millis(settings.mailer.claim_idle_ms),
-    })?);
+    let queue = Arc::new(RedisQueue::new(RedisQueueConfig::mail(
+        settings.redis.url.expose_secret(),
+        &settings.redis.prefix,
+        "relay",
+        Duration::from_millis(settings.mailer.claim_idle_ms),
+    ))?);
     let relay = Relay {
         db: db.clone(),
         queue,
@@ -349,7 +336,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let started = admit_runtime::http::start(
         "admit-account",
         admit_runtime::http::bind(&settings.bind, settings.account.port)?,
-        readiness(db),
+        admit_runtime::database::check(Readiness::new(), db),
         metrics,
         stop.clone(),
         admit_runtime::http::grace(Duration::from_secs(5)),

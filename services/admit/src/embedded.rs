@@ -91,7 +91,7 @@ pub async fn serve(
     let started = admit_runtime::http::start(
         "admit",
         listener,
-        admit_account::readiness(db),
+        admit_runtime::database::check(admit_runtime::Readiness::new(), db),
         metrics,
         stop.clone(),
         admit_runtime::http::grace(Duration::ZERO),

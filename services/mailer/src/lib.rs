@@ -13,7 +13,7 @@ pub mod worker;
 use admit_queue::redis::{RedisQueue, RedisQueueConfig};
 use admit_queue::Queue;
 use admit_runtime::{Metrics, Readiness, Settings};
-use admit_store::{outbox, Db};
+use admit_store::Db;
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,18 +66,13 @@ pub fn consumer_name(settings: &Settings) -> String {
 /// The standalone mailer: reads the Redis Stream with a consumer group, sends over
 /// SMTP, serves health and metrics. Runs until SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let db = Db::connect(
-        settings.database.url.expose_secret(),
-        settings.database.max_connections,
-    )?;
-    let queue = Arc::new(RedisQueue::new(RedisQueueConfig {
-        url: settings.redis.url.expose_secret().to_owned(),
-        prefix: settings.redis.prefix.clone(),
-        topic: outbox::MAIL_TOPIC.into(),
-        group: "mailer".into(),
-        consumer: consumer_name(&settings),
-        claim_idle: Duration::from_millis(settings.mailer.claim_idle_ms),
-    })?);
+    let db = admit_runtime::database::connect(&settings)?;
+    let queue = Arc::new(RedisQueue::new(RedisQueueConfig::mail(
+        settings.redis.url.expose_secret(),
+        &settings.redis.prefix,
+        &consumer_name(&settings),
+        Duration::from_millis(settings.mailer.claim_idle_ms),
+    ))?);
     let smtp = Arc::new(transport::Smtp::new(
         &settings.mailer.smtp,
         &settings.mailer.from,
@@ -87,17 +82,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(stop.clone()));
     let readiness = {
-        let db = db.clone();
         let queue = queue.clone();
-        Readiness::new()
-            .check("database", move || {
-                let db = db.clone();
-                async move { db.ping().await.map_err(|e| e.to_string()) }
-            })
-            .check("redis", move || {
-                let queue = queue.clone();
-                async move { queue.ping().await.map_err(|e| e.to_string()) }
-            })
+        admit_runtime::database::check(Readiness::new(), db).check("redis", move || {
+            let queue = queue.clone();
+            async move { queue.ping().await.map_err(|e| e.to_string()) }
+        })
     };
     let started = admit_runtime::http::start(
         "admit-mailer",

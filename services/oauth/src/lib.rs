@@ -15,7 +15,6 @@ pub mod token;
 use actix_web::{web, HttpResponse};
 use admit_runtime::{Metrics, Readiness, Settings};
 use admit_store::Db;
-use secrecy::ExposeSecret;
 use std::time::Duration;
 use token::TokenState;
 use tokio_util::sync::CancellationToken;
@@ -101,16 +100,10 @@ async fn metadata(state: web::Data<TokenState>) -> HttpResponse {
 
 /// The standalone authorization server. Runs until SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let db = Db::connect(
-        settings.database.url.expose_secret(),
-        settings.database.max_connections,
-    )?;
+    let db = admit_runtime::database::connect(&settings)?;
     let stop = CancellationToken::new();
     let state = state(&settings, db.clone(), stop.clone()).await?;
-    let readiness = Readiness::new().check("database", move || {
-        let db = db.clone();
-        async move { db.ping().await.map_err(|e| e.to_string()) }
-    });
+    let readiness = admit_runtime::database::check(Readiness::new(), db);
     let started = admit_runtime::http::start(
         "admit-oauth",
         admit_runtime::http::bind(&settings.bind, settings.oauth.port)?,
