@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod platform;
+
 pub use admit_store::testing::TestDatabase;
 
 /// Where the binaries are: `ADMIT_BIN_DIR`, else the workspace's target/debug.

@@ -8,6 +8,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod settings;
+pub mod web;
 
 pub use health::Readiness;
 pub use metrics::Metrics;

@@ -131,6 +131,13 @@ pub struct AccountSettings {
     pub max_body_bytes: usize,
     /// Outbox rows the relay publishes per round trip.
     pub relay_batch: usize,
+    /// How long a login session lasts.
+    pub session_ttl_secs: i64,
+    /// Failed logins allowed per account, then per client address, within
+    /// `login_window_secs`; further attempts wait until the window ends.
+    pub login_failures_per_account: u32,
+    pub login_failures_per_address: u32,
+    pub login_window_secs: u64,
 }
 
 impl Default for AccountSettings {
@@ -141,6 +148,10 @@ impl Default for AccountSettings {
             hash_threads: 0,
             max_body_bytes: 64 * 1024,
             relay_batch: 500,
+            session_ttl_secs: 12 * 3600,
+            login_failures_per_account: 5,
+            login_failures_per_address: 50,
+            login_window_secs: 900,
         }
     }
 }
@@ -157,6 +168,9 @@ pub struct OAuthSettings {
     /// How often the service re-reads its signing keys (a rotation takes effect
     /// within this time, without a restart).
     pub key_refresh_secs: u64,
+    /// How long a user's authorization of a client lasts: its refresh tokens rotate
+    /// within it and end with it.
+    pub refresh_ttl_secs: i64,
 }
 
 impl Default for OAuthSettings {
@@ -166,6 +180,7 @@ impl Default for OAuthSettings {
             issuer: None,
             access_ttl_secs: 86_400,
             key_refresh_secs: 30,
+            refresh_ttl_secs: 30 * 86_400,
         }
     }
 }

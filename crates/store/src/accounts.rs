@@ -102,3 +102,30 @@ pub fn username_taken(conn: &mut AnyConnection, normalized: &str) -> Result<bool
         .get_result(conn)?;
     Ok(n > 0)
 }
+
+pub fn find_by_username(
+    conn: &mut AnyConnection,
+    normalized: &str,
+) -> Result<Option<AccountRow>, StoreError> {
+    Ok(accounts::table
+        .filter(accounts::username_normalized.eq(normalized))
+        .select(AccountRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The account's primary email, if it has one: the value as given and whether it is
+/// confirmed.
+pub fn primary_email(
+    conn: &mut AnyConnection,
+    account_id: &str,
+) -> Result<Option<(String, bool)>, StoreError> {
+    let row: Option<(String, Option<NaiveDateTime>)> = contacts::table
+        .filter(contacts::account_id.eq(account_id))
+        .filter(contacts::kind.eq("EMAIL"))
+        .order(contacts::is_primary.desc())
+        .select((contacts::value, contacts::verified_at))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(|(v, at)| (v, at.is_some())))
+}

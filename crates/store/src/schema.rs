@@ -118,9 +118,65 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sessions (id_digest) {
+        id_digest -> Text,
+        account_id -> Text,
+        auth_time -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    grants (id) {
+        id -> Text,
+        client_id -> Text,
+        account_id -> Text,
+        scope -> Text,
+        nonce -> Nullable<Text>,
+        auth_time -> Timestamp,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    auth_codes (code_digest) {
+        code_digest -> Text,
+        grant_id -> Text,
+        redirect_uri -> Text,
+        code_challenge -> Nullable<Text>,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_digest) {
+        token_digest -> Text,
+        grant_id -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    consents (account_id, client_id) {
+        account_id -> Text,
+        client_id -> Text,
+        scope -> Text,
+        granted_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(contacts -> accounts (account_id));
 diesel::joinable!(clients -> partners (partner_id));
 diesel::joinable!(api_keys -> partners (partner_id));
+diesel::joinable!(auth_codes -> grants (grant_id));
+diesel::joinable!(refresh_tokens -> grants (grant_id));
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     contacts,
@@ -131,5 +187,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     plan_codes,
     signing_keys,
-    revoked_tokens
+    revoked_tokens,
+    sessions,
+    grants,
+    auth_codes,
+    refresh_tokens,
+    consents
 );

@@ -6,6 +6,8 @@
 pub mod api;
 pub mod error;
 pub mod hasher;
+pub mod limit;
+pub mod pages;
 pub mod signup;
 
 use crate::error::ApiError;
@@ -33,6 +35,16 @@ pub struct AccountState {
     pub max_body_bytes: usize,
     /// Notified after a commit that wrote outbox rows.
     pub outbox_wake: Arc<Notify>,
+    /// The authorization server's issuer: pages may return there after a login.
+    pub issuer: String,
+    pub pages: admit_runtime::web::Pages,
+    pub session_ttl_secs: i64,
+    pub limiter: limit::Limiter,
+    /// Failed-login limits: per account, per client address.
+    pub login_limits: (limit::Limit, limit::Limit),
+    /// A hash no password matches: verified when a login names no account, so the
+    /// answer takes as long as for one that exists.
+    pub dummy_hash: String,
     created: prometheus::IntCounter,
 }
 
@@ -48,6 +60,12 @@ impl AccountState {
         Ok(Self {
             db,
             hasher: HashPool::new(settings.account.hash_threads)?,
+            issuer: settings.issuer(),
+            pages: admit_runtime::web::Pages::new(pages::TEMPLATES)?,
+            session_ttl_secs: settings.account.session_ttl_secs.max(60),
+            limiter: limit::Limiter::memory(),
+            login_limits: pages::limits(settings),
+            dummy_hash: hasher::hash_blocking(&admit_domain::secret::generate(""))?,
             policy: settings.account.password.clone(),
             stage: settings.stage,
             max_body_bytes: settings.account.max_body_bytes,
@@ -63,7 +81,13 @@ pub fn configure(
 ) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state.clone())
-            .route("/account", web::post().to(create_account));
+            .route("/account", web::post().to(create_account))
+            .route("/", web::get().to(pages::home))
+            .route("/login", web::get().to(pages::login_page))
+            .route("/login", web::post().to(pages::login))
+            .route("/signup", web::get().to(pages::signup_page))
+            .route("/signup", web::post().to(pages::signup))
+            .route("/logout", web::post().to(pages::logout));
     }
 }
 
@@ -154,6 +178,20 @@ pub async fn create_account(
         ));
     }
 
+    let (account_id, now) = register(&state, &new).await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "account_id": account_id,
+        "creation_time": now.to_rfc3339_opts(SecondsFormat::Millis, true),
+    })))
+}
+
+/// Creates the account `new` with its welcome email: the password hashed on the hash
+/// pool, the rows and the outbox message in one transaction. For `POST /account` and
+/// the sign-up page.
+pub(crate) async fn register(
+    state: &AccountState,
+    new: &NewAccount,
+) -> Result<(String, DateTime<Utc>), ApiError> {
     // A cheap look first, so a taken contact costs no hash. It runs on the hash
     // thread itself, just before the hash: one hand-off per sign-up instead of two.
     // The unique indexes still decide between concurrent requests.
@@ -174,7 +212,7 @@ pub async fn create_account(
         })
         .await??;
     let now = Utc::now();
-    let (account, contacts, envelope) = records(&new, password_hash, now);
+    let (account, contacts, envelope) = records(new, password_hash, now);
     let account_id = account.id.clone();
     let written = state
         .db
@@ -199,10 +237,7 @@ pub async fn create_account(
     state.outbox_wake.notify_one();
     state.created.inc();
     tracing::debug!(account_id = %account_id, "account created");
-    Ok(HttpResponse::Created().json(serde_json::json!({
-        "account_id": account_id,
-        "creation_time": now.to_rfc3339_opts(SecondsFormat::Millis, true),
-    })))
+    Ok((account_id, now))
 }
 
 /// The first value of `new` that another account already has, as the error to return.
@@ -307,12 +342,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let db = admit_runtime::database::connect(&settings)?;
     let wake = Arc::new(Notify::new());
     let metrics = Metrics::new();
-    let state = web::Data::new(AccountState::new(
-        &settings,
-        db.clone(),
-        wake.clone(),
-        &metrics,
-    )?);
+    let mut state = AccountState::new(&settings, db.clone(), wake.clone(), &metrics)?;
+    let redis = redis::Client::open(settings.redis.url.expose_secret())?;
+    state.limiter = limit::Limiter::redis(redis, &settings.redis.prefix);
+    let state = web::Data::new(state);
     let stop = CancellationToken::new();
     let queue = Arc::new(RedisQueue::new(RedisQueueConfig::mail(
         settings.redis.url.expose_secret(),

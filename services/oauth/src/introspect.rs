@@ -5,7 +5,7 @@
 use crate::token::{authenticate_request, OAuthError, TokenState};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use admit_store::partners;
+use admit_store::{grants, partners};
 use jsonwebtoken::{decode, decode_header, Validation};
 use serde_json::Value;
 
@@ -25,6 +25,26 @@ pub fn verify(state: &TokenState, token: &str) -> Option<Value> {
     decode::<Value>(token, key, &validation)
         .ok()
         .map(|d| d.claims)
+}
+
+/// Whether a verified access token is still in force: not revoked itself, and its
+/// grant (for tokens issued to a user) not revoked either.
+pub async fn is_live(state: &TokenState, claims: &Value) -> Result<bool, OAuthError> {
+    let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
+    let gid = claims["gid"].as_str().map(str::to_owned);
+    state
+        .db
+        .run(move |c| {
+            if partners::is_token_revoked(c, &jti)? {
+                return Ok(false);
+            }
+            match gid {
+                Some(g) => grants::is_grant_live(c, &g, admit_store::now()),
+                None => Ok(true),
+            }
+        })
+        .await
+        .map_err(|e| OAuthError::new(503, "temporarily_unavailable", e.to_string()))
 }
 
 fn no_store(mut res: actix_web::HttpResponseBuilder, body: Value) -> HttpResponse {
@@ -55,13 +75,7 @@ async fn introspect_inner(
     let Some(claims) = verify(state, token) else {
         return Ok(serde_json::json!({"active": false}));
     };
-    let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
-    let revoked = state
-        .db
-        .run(move |c| partners::is_token_revoked(c, &jti))
-        .await
-        .map_err(|e| OAuthError::new(503, "temporarily_unavailable", e.to_string()))?;
-    if revoked {
+    if !is_live(state, &claims).await? {
         return Ok(serde_json::json!({"active": false}));
     }
     Ok(serde_json::json!({
@@ -101,7 +115,21 @@ async fn revoke_inner(
     // RFC 7009 §2.2: an invalid token, or one of another client, is answered 200
     // and nothing happens.
     let Some(claims) = verify(state, token) else {
-        return Ok(());
+        // A refresh token: revoking it ends its grant (§2.1).
+        let digest = admit_domain::secret::digest(token);
+        let client_id = client.id.clone();
+        return state
+            .db
+            .write(move |c| {
+                if let Some(g) = grants::grant_of_refresh(c, &digest)? {
+                    if g.client_id == client_id {
+                        grants::revoke_grant(c, &g.id, admit_store::now())?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| OAuthError::new(503, "temporarily_unavailable", e.to_string()));
     };
     if claims["client_id"].as_str() != Some(client.id.as_str()) {
         return Ok(());

@@ -1,13 +1,19 @@
 //! The OAuth 2.0 / OpenID Connect authorization server: clients, codes, tokens, keys
 //! and discovery.
 //!
-//! Available now: the token endpoint with the `client_credentials` grant, JWT access
-//! tokens (RFC 9068, ES256) and their keys at `/oauth/jwks` with rotation,
-//! introspection (RFC 7662) and revocation (RFC 7009), server metadata (RFC 8414), and
-//! the operator actions on partners, clients, API keys and plan codes ([`admin`]). The
-//! authorize pages, the code and refresh grants and OpenID Connect are the next pieces.
+//! - [`authorize`]: `/oauth/authorize` with the consent page; the login page it sends
+//!   users to is the account service's, and the session cookie is shared.
+//! - [`token`]: `/oauth/token` with `client_credentials`; [`code`]: the
+//!   `authorization_code` (PKCE S256) and `refresh_token` (rotation, reuse revokes
+//!   the grant) grants, OpenID Connect `id_token` and `/oauth/userinfo`.
+//! - JWT access tokens (RFC 9068) signed with the keys of [`keys`], published at
+//!   `/oauth/jwks` with rotation; [`introspect`]: introspection (RFC 7662) and
+//!   revocation (RFC 7009); server metadata (RFC 8414) and OpenID discovery.
+//! - [`admin`]: the operator actions on partners, clients, API keys and plan codes.
 
 pub mod admin;
+pub mod authorize;
+pub mod code;
 pub mod introspect;
 pub mod keys;
 pub mod token;
@@ -32,15 +38,20 @@ pub async fn state(
     ));
     tokio::spawn(purge_revocations(db.clone(), stop));
     let issuer = settings.issuer();
+    let base = settings.public_base_url.trim_end_matches('/');
     Ok(web::Data::new(TokenState {
         db,
         keys,
         audience: issuer.clone(),
         issuer,
+        pages: admit_runtime::web::Pages::new(authorize::TEMPLATES)?,
+        login_url: format!("{base}/login"),
+        refresh_ttl_secs: settings.oauth.refresh_ttl_secs.max(60),
     }))
 }
 
-/// Forgets revocations of expired tokens, every ten minutes.
+/// Forgets revocations of expired tokens, and grants that have ended, every ten
+/// minutes.
 async fn purge_revocations(db: Db, stop: CancellationToken) {
     loop {
         tokio::select! {
@@ -48,7 +59,11 @@ async fn purge_revocations(db: Db, stop: CancellationToken) {
             _ = stop.cancelled() => return,
         }
         let purged = db
-            .write(|c| admit_store::partners::purge_revoked_tokens(c, admit_store::now()))
+            .write(|c| {
+                let now = admit_store::now();
+                admit_store::partners::purge_revoked_tokens(c, now)?;
+                admit_store::grants::purge_grants(c, now)
+            })
             .await;
         if let Err(e) = purged {
             tracing::warn!(error = %e, "cannot purge expired revocations; will retry");
@@ -63,14 +78,21 @@ pub fn configure(
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state.clone())
             .app_data(web::PayloadConfig::new(16 * 1024))
+            .route("/oauth/authorize", web::get().to(authorize::authorize))
+            .route("/OAuth/authorize", web::get().to(authorize::authorize))
+            .route("/oauth/authorize", web::post().to(authorize::decide))
+            .route("/OAuth/authorize", web::post().to(authorize::decide))
             .route("/oauth/token", web::post().to(token::token))
+            .route("/oauth/userinfo", web::get().to(code::userinfo))
+            .route("/oauth/userinfo", web::post().to(code::userinfo))
             .route("/oauth/introspect", web::post().to(introspect::introspect))
             .route("/oauth/revoke", web::post().to(introspect::revoke))
             .route("/oauth/jwks", web::get().to(jwks))
             .route(
                 "/.well-known/oauth-authorization-server",
                 web::get().to(metadata),
-            );
+            )
+            .route("/.well-known/openid-configuration", web::get().to(metadata));
     }
 }
 
@@ -80,22 +102,35 @@ async fn jwks(state: web::Data<TokenState>) -> HttpResponse {
         .json(&state.keys.current().jwks)
 }
 
-/// RFC 8414 server metadata: what is offered today, nothing more.
+/// RFC 8414 server metadata, which is also the OpenID Connect discovery document.
 async fn metadata(state: web::Data<TokenState>) -> HttpResponse {
     let i = &state.issuer;
-    HttpResponse::Ok().json(serde_json::json!({
-        "issuer": i,
-        "token_endpoint": format!("{i}/oauth/token"),
-        "jwks_uri": format!("{i}/oauth/jwks"),
-        "introspection_endpoint": format!("{i}/oauth/introspect"),
-        "revocation_endpoint": format!("{i}/oauth/revoke"),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "response_types_supported": [],
-        "code_challenge_methods_supported": ["S256"],
-    }))
+    let alg = format!("{:?}", state.keys.current().algorithm);
+    let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "public, max-age=300"))
+        .json(serde_json::json!({
+            "issuer": i,
+            "authorization_endpoint": format!("{i}/oauth/authorize"),
+            "token_endpoint": format!("{i}/oauth/token"),
+            "userinfo_endpoint": format!("{i}/oauth/userinfo"),
+            "jwks_uri": format!("{i}/oauth/jwks"),
+            "introspection_endpoint": format!("{i}/oauth/introspect"),
+            "revocation_endpoint": format!("{i}/oauth/revoke"),
+            "scopes_supported": ["openid", "profile", "email", "accounts:create"],
+            "response_types_supported": ["code", "token"],
+            "response_modes_supported": ["query", "fragment"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "implicit"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": [alg],
+            "token_endpoint_auth_methods_supported": auth_methods,
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": auth_methods,
+            "code_challenge_methods_supported": ["S256"],
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "name", "preferred_username", "locale", "email", "email_verified"],
+            "prompt_values_supported": ["none", "login", "consent"],
+            "authorization_response_iss_parameter_supported": true,
+        }))
 }
 
 /// The standalone authorization server. Runs until SIGTERM.

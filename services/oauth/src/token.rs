@@ -21,6 +21,33 @@ pub struct TokenState {
     pub issuer: String,
     /// The `aud` of access tokens: the platform's APIs.
     pub audience: String,
+    pub pages: admit_runtime::web::Pages,
+    /// The account service's login page; the authorize page sends users there.
+    pub login_url: String,
+    /// How long a user's grant (and so its refresh tokens) lasts.
+    pub refresh_ttl_secs: i64,
+}
+
+impl TokenState {
+    /// A client that has not been revoked.
+    pub async fn client(&self, id: &str) -> Result<Option<ClientRow>, String> {
+        let id = id.to_owned();
+        self.db
+            .run(move |c| partners::active_client(c, &id))
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// What an access token says.
+pub struct Issued<'a> {
+    pub sub: &'a str,
+    pub client_id: &'a str,
+    pub partner_id: &'a str,
+    pub scope: &'a str,
+    /// The user grant it was issued under (absent for client_credentials and implicit).
+    pub grant_id: Option<&'a str>,
+    pub ttl: i64,
 }
 
 #[derive(Debug)]
@@ -30,7 +57,7 @@ pub struct OAuthError {
     description: String,
 }
 
-fn err(status: u16, code: &'static str, description: impl Into<String>) -> OAuthError {
+pub fn err(status: u16, code: &'static str, description: impl Into<String>) -> OAuthError {
     OAuthError::new(status, code, description)
 }
 
@@ -68,6 +95,8 @@ pub struct AccessClaims<'a> {
     pub client_id: &'a str,
     pub scope: &'a str,
     pub partner_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<&'a str>,
 }
 
 fn form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
@@ -128,7 +157,7 @@ fn credentials(
     }
 }
 
-fn list(json: &str) -> Vec<String> {
+pub fn list(json: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
@@ -138,10 +167,9 @@ async fn authenticate(
     secret_given: Option<String>,
 ) -> Result<ClientRow, OAuthError> {
     let client = state
-        .db
-        .run(move |c| partners::active_client(c, &id))
+        .client(&id)
         .await
-        .map_err(|e| err(503, "temporarily_unavailable", e.to_string()))?
+        .map_err(|e| err(503, "temporarily_unavailable", e))?
         .ok_or_else(|| err(401, "invalid_client", "unknown client or wrong secret"))?;
     match (&client.secret_hash, secret_given) {
         (Some(stored), Some(given)) if secret::verify(&given, stored) => Ok(client),
@@ -186,11 +214,8 @@ async fn grant(
         .clone();
     match grant_type.as_str() {
         "client_credentials" => client_credentials(&client, &form, state),
-        "authorization_code" | "refresh_token" => Err(err(
-            400,
-            "unsupported_grant_type",
-            format!("{grant_type} is not available on this server yet"),
-        )),
+        "authorization_code" => crate::code::redeem(&client, &form, state).await,
+        "refresh_token" => crate::code::refresh(&client, &form, state).await,
         "password" => Err(err(
             400,
             "unsupported_grant_type",
@@ -243,32 +268,25 @@ fn client_credentials(
     let ttl = i64::from(client.access_ttl_secs.max(1));
     let access_token = sign(
         state,
-        &client.id,
-        &client.id,
-        &client.partner_id,
-        &scope,
-        ttl,
+        &Issued {
+            sub: &client.id,
+            client_id: &client.id,
+            partner_id: &client.partner_id,
+            scope: &scope,
+            grant_id: None,
+            ttl,
+        },
     )?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(serde_json::json!({
-            "access_token": access_token,
-            "token_type": "bearer",
-            "expires_in": ttl,
-            "scope": scope,
-        })))
+    Ok(token_response(serde_json::json!({
+        "access_token": access_token,
+        "token_type": "bearer",
+        "expires_in": ttl,
+        "scope": scope,
+    })))
 }
 
 /// Signs an RFC 9068 access token with the active key.
-pub fn sign(
-    state: &TokenState,
-    sub: &str,
-    client_id: &str,
-    partner_id: &str,
-    scope: &str,
-    ttl: i64,
-) -> Result<String, OAuthError> {
+pub fn sign(state: &TokenState, t: &Issued) -> Result<String, OAuthError> {
     let keys = state.keys.current();
     let now = chrono::Utc::now().timestamp();
     let mut header = jsonwebtoken::Header::new(keys.algorithm);
@@ -276,15 +294,24 @@ pub fn sign(
     header.kid = Some(keys.kid.clone());
     let claims = AccessClaims {
         iss: &state.issuer,
-        sub,
+        sub: t.sub,
         aud: &state.audience,
-        exp: now + ttl,
+        exp: now + t.ttl,
         iat: now,
         jti: uuid::Uuid::new_v4().to_string(),
-        client_id,
-        scope,
-        partner_id,
+        client_id: t.client_id,
+        scope: t.scope,
+        partner_id: t.partner_id,
+        gid: t.grant_id,
     };
     jsonwebtoken::encode(&header, &claims, &keys.encoding)
         .map_err(|e| err(500, "server_error", e.to_string()))
+}
+
+/// A token response with `Cache-Control: no-store` (RFC 6749 §5.1).
+pub fn token_response(body: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(body)
 }

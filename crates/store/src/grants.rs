@@ -1,0 +1,321 @@
+//! Login sessions, grants (a user's authorization of a client), authorization codes,
+//! refresh tokens and remembered consent.
+//!
+//! Secrets are looked up by their SHA-256 digest, never stored in clear. Spending a
+//! code or a refresh token is one conditional `UPDATE … WHERE used_at IS NULL`: of
+//! concurrent redemptions exactly one changes the row and wins; the others see it
+//! spent, which is a replay and revokes the grant.
+
+use crate::schema::{auth_codes, consents, grants, refresh_tokens, sessions};
+use crate::{AnyConnection, StoreError};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct SessionRow {
+    pub id_digest: String,
+    pub account_id: String,
+    pub auth_time: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = grants)]
+pub struct GrantRow {
+    pub id: String,
+    pub client_id: String,
+    pub account_id: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub auth_time: NaiveDateTime,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = auth_codes)]
+pub struct CodeRow {
+    pub code_digest: String,
+    pub grant_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: Option<String>,
+    pub expires_at: NaiveDateTime,
+    pub used_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshRow {
+    pub token_digest: String,
+    pub grant_id: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub used_at: Option<NaiveDateTime>,
+}
+
+// --- sessions ---------------------------------------------------------------------
+
+pub fn insert_session(conn: &mut AnyConnection, row: &SessionRow) -> Result<(), StoreError> {
+    diesel::insert_into(sessions::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The live session whose cookie digests to `digest`.
+pub fn find_session(
+    conn: &mut AnyConnection,
+    digest: &str,
+    now: NaiveDateTime,
+) -> Result<Option<SessionRow>, StoreError> {
+    Ok(sessions::table
+        .find(digest)
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .select(SessionRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn end_session(
+    conn: &mut AnyConnection,
+    digest: &str,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::update(sessions::table.find(digest))
+        .set(sessions::revoked_at.eq(Some(now)))
+        .execute(conn)?;
+    Ok(())
+}
+
+// --- grants, codes, refresh tokens ------------------------------------------------
+
+pub fn insert_grant(conn: &mut AnyConnection, row: &GrantRow) -> Result<(), StoreError> {
+    diesel::insert_into(grants::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn insert_code(conn: &mut AnyConnection, row: &CodeRow) -> Result<(), StoreError> {
+    diesel::insert_into(auth_codes::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn insert_refresh(conn: &mut AnyConnection, row: &RefreshRow) -> Result<(), StoreError> {
+    diesel::insert_into(refresh_tokens::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The outcome of presenting a code or a refresh token.
+#[derive(Debug)]
+pub enum Spend<T> {
+    /// First use: the row as it was, and its live grant.
+    Won(T, GrantRow),
+    /// Already spent (or its grant revoked): the grant is revoked now, if it was not.
+    Replayed { grant_id: String },
+    /// Unknown or expired.
+    Invalid,
+}
+
+/// Revokes a grant: its refresh tokens stop working, and introspection reports the
+/// access tokens issued under it inactive.
+pub fn revoke_grant(
+    conn: &mut AnyConnection,
+    grant_id: &str,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::update(
+        grants::table
+            .find(grant_id)
+            .filter(grants::revoked_at.is_null()),
+    )
+    .set(grants::revoked_at.eq(Some(now)))
+    .execute(conn)?;
+    Ok(())
+}
+
+fn live_grant(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: NaiveDateTime,
+) -> Result<Option<GrantRow>, StoreError> {
+    Ok(grants::table
+        .find(id)
+        .filter(grants::revoked_at.is_null())
+        .filter(grants::expires_at.gt(now))
+        .select(GrantRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+fn client_of_grant(conn: &mut AnyConnection, id: &str) -> Result<Option<String>, StoreError> {
+    Ok(grants::table
+        .find(id)
+        .select(grants::client_id)
+        .first(conn)
+        .optional()?)
+}
+
+/// Spends an authorization code presented by `client_id`. Call inside
+/// [`crate::Db::write`]. Another client's code is `Invalid` and stays unspent.
+pub fn redeem_code(
+    conn: &mut AnyConnection,
+    digest: &str,
+    client_id: &str,
+    now: NaiveDateTime,
+) -> Result<Spend<CodeRow>, StoreError> {
+    let Some(code) = auth_codes::table
+        .find(digest)
+        .select(CodeRow::as_select())
+        .first(conn)
+        .optional()?
+    else {
+        return Ok(Spend::Invalid);
+    };
+    if client_of_grant(conn, &code.grant_id)?.as_deref() != Some(client_id) {
+        return Ok(Spend::Invalid);
+    }
+    let spent = diesel::update(
+        auth_codes::table
+            .find(digest)
+            .filter(auth_codes::used_at.is_null()),
+    )
+    .set(auth_codes::used_at.eq(Some(now)))
+    .execute(conn)?;
+    if spent == 0 {
+        revoke_grant(conn, &code.grant_id, now)?;
+        return Ok(Spend::Replayed {
+            grant_id: code.grant_id,
+        });
+    }
+    if code.expires_at <= now {
+        return Ok(Spend::Invalid);
+    }
+    match live_grant(conn, &code.grant_id, now)? {
+        Some(grant) => Ok(Spend::Won(code, grant)),
+        None => Ok(Spend::Invalid),
+    }
+}
+
+/// Spends a refresh token presented by `client_id`. Call inside
+/// [`crate::Db::write`]; the caller inserts the next token of the grant in the same
+/// transaction. Another client's token is `Invalid` and stays unspent.
+pub fn spend_refresh(
+    conn: &mut AnyConnection,
+    digest: &str,
+    client_id: &str,
+    now: NaiveDateTime,
+) -> Result<Spend<RefreshRow>, StoreError> {
+    let Some(token) = refresh_tokens::table
+        .find(digest)
+        .select(RefreshRow::as_select())
+        .first(conn)
+        .optional()?
+    else {
+        return Ok(Spend::Invalid);
+    };
+    if client_of_grant(conn, &token.grant_id)?.as_deref() != Some(client_id) {
+        return Ok(Spend::Invalid);
+    }
+    let spent = diesel::update(
+        refresh_tokens::table
+            .find(digest)
+            .filter(refresh_tokens::used_at.is_null()),
+    )
+    .set(refresh_tokens::used_at.eq(Some(now)))
+    .execute(conn)?;
+    if spent == 0 {
+        revoke_grant(conn, &token.grant_id, now)?;
+        return Ok(Spend::Replayed {
+            grant_id: token.grant_id,
+        });
+    }
+    if token.expires_at <= now {
+        return Ok(Spend::Invalid);
+    }
+    match live_grant(conn, &token.grant_id, now)? {
+        Some(grant) => Ok(Spend::Won(token, grant)),
+        None => Ok(Spend::Invalid),
+    }
+}
+
+/// The grant a refresh token belongs to, whether or not it is spent (revocation).
+pub fn grant_of_refresh(
+    conn: &mut AnyConnection,
+    digest: &str,
+) -> Result<Option<GrantRow>, StoreError> {
+    Ok(refresh_tokens::table
+        .inner_join(grants::table)
+        .filter(refresh_tokens::token_digest.eq(digest))
+        .select(GrantRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn is_grant_live(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: NaiveDateTime,
+) -> Result<bool, StoreError> {
+    Ok(live_grant(conn, id, now)?.is_some())
+}
+
+/// Forgets grants (and their codes and refresh tokens) that ended before `before`.
+pub fn purge_grants(conn: &mut AnyConnection, before: NaiveDateTime) -> Result<usize, StoreError> {
+    let ended: Vec<String> = grants::table
+        .filter(grants::expires_at.lt(before))
+        .select(grants::id)
+        .limit(1000)
+        .load(conn)?;
+    if ended.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(auth_codes::table.filter(auth_codes::grant_id.eq_any(&ended))).execute(conn)?;
+    diesel::delete(refresh_tokens::table.filter(refresh_tokens::grant_id.eq_any(&ended)))
+        .execute(conn)?;
+    diesel::delete(sessions::table.filter(sessions::expires_at.lt(before))).execute(conn)?;
+    Ok(diesel::delete(grants::table.filter(grants::id.eq_any(&ended))).execute(conn)?)
+}
+
+// --- consent ----------------------------------------------------------------------
+
+/// The scopes (space separated) the user has already allowed the client.
+pub fn consent(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    client_id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(consents::table
+        .find((account_id, client_id))
+        .select(consents::scope)
+        .first(conn)
+        .optional()?)
+}
+
+/// Remembers that the user allowed `scope` to the client (replacing what was).
+pub fn remember_consent(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    client_id: &str,
+    scope: &str,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::delete(consents::table.find((account_id, client_id))).execute(conn)?;
+    diesel::insert_into(consents::table)
+        .values((
+            consents::account_id.eq(account_id),
+            consents::client_id.eq(client_id),
+            consents::scope.eq(scope),
+            consents::granted_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,372 @@
+//! The user grants at the token endpoint: `authorization_code` (with PKCE) and
+//! `refresh_token` (rotated on every use), the OpenID Connect `id_token` they carry
+//! when `openid` was granted, and `/oauth/userinfo`.
+//!
+//! Spending a code or a refresh token, and storing the next refresh token, is one
+//! transaction (see [`admit_store::grants`]): of concurrent presentations one wins.
+//! A code or refresh token presented after it was spent revokes its grant: the
+//! refresh tokens stop working and introspection reports the access tokens inactive
+//! (RFC 9700 §4.5 and §4.14).
+
+use crate::introspect::verify;
+use crate::token::{err, list, sign, token_response, Issued, OAuthError, TokenState};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use admit_domain::secret;
+use admit_store::grants::{self, GrantRow, RefreshRow, Spend};
+use admit_store::partners::ClientRow;
+use admit_store::{accounts, now};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use subtle::ConstantTimeEq;
+
+fn allows(client: &ClientRow, grant: &str) -> bool {
+    list(&client.grants).iter().any(|g| g == grant)
+}
+
+fn is_verifier(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// RFC 7636 §4.6, S256 only.
+fn pkce_ok(challenge: Option<&str>, verifier: Option<&str>) -> Result<(), &'static str> {
+    match (challenge, verifier) {
+        (None, None) => Ok(()),
+        // RFC 9700 §4.8.2: a verifier for a code issued without a challenge is a
+        // downgrade attempt.
+        (None, Some(_)) => Err("code_verifier given for a code issued without PKCE"),
+        (Some(_), None) => Err("code_verifier is required"),
+        (Some(c), Some(v)) => {
+            let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes()));
+            if is_verifier(v) && bool::from(computed.as_bytes().ct_eq(c.as_bytes())) {
+                Ok(())
+            } else {
+                Err("code_verifier does not match the code_challenge")
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Issued {
+        grant: GrantRow,
+        refresh: Option<String>,
+    },
+    Refused(OAuthError),
+}
+
+fn replayed(what: &str, grant_id: &str) -> OAuthError {
+    tracing::warn!(grant_id, "{what} presented again: grant revoked");
+    err(
+        400,
+        "invalid_grant",
+        format!("the {what} was already used; everything issued from it is revoked"),
+    )
+}
+
+pub async fn redeem(
+    client: &ClientRow,
+    form: &HashMap<String, String>,
+    state: &TokenState,
+) -> Result<HttpResponse, OAuthError> {
+    if !allows(client, "authorization_code") {
+        return Err(err(
+            400,
+            "unauthorized_client",
+            "this client may not use authorization_code",
+        ));
+    }
+    let code = form
+        .get("code")
+        .ok_or_else(|| err(400, "invalid_request", "code is required"))?;
+    let redirect_uri = form.get("redirect_uri").cloned();
+    let verifier = form.get("code_verifier").cloned();
+    let digest = secret::digest(code);
+    let client_id = client.id.clone();
+    let with_refresh = allows(client, "refresh_token");
+    let refresh = with_refresh.then(|| secret::generate("rt_"));
+    let refresh_ttl = state.refresh_ttl_secs;
+    let outcome = state
+        .db
+        .write(move |c| {
+            let at = now();
+            let (code, grant) = match grants::redeem_code(c, &digest, &client_id, at)? {
+                Spend::Won(code, grant) => (code, grant),
+                Spend::Replayed { grant_id } => {
+                    return Ok(Outcome::Refused(replayed("authorization code", &grant_id)))
+                }
+                Spend::Invalid => {
+                    return Ok(Outcome::Refused(err(
+                        400,
+                        "invalid_grant",
+                        "the code is unknown, expired or not this client's",
+                    )))
+                }
+            };
+            if redirect_uri.as_deref() != Some(code.redirect_uri.as_str()) {
+                return Ok(Outcome::Refused(err(
+                    400,
+                    "invalid_grant",
+                    "redirect_uri differs from the authorization request's",
+                )));
+            }
+            if let Err(why) = pkce_ok(code.code_challenge.as_deref(), verifier.as_deref()) {
+                return Ok(Outcome::Refused(err(400, "invalid_grant", why)));
+            }
+            if let Some(token) = &refresh {
+                grants::insert_refresh(
+                    c,
+                    &RefreshRow {
+                        token_digest: secret::digest(token),
+                        grant_id: grant.id.clone(),
+                        created_at: at,
+                        expires_at: grant
+                            .expires_at
+                            .min(at + chrono::Duration::seconds(refresh_ttl)),
+                        used_at: None,
+                    },
+                )?;
+            }
+            Ok(Outcome::Issued { grant, refresh })
+        })
+        .await
+        .map_err(|e| err(503, "temporarily_unavailable", e.to_string()))?;
+    respond(client, state, outcome, true).await
+}
+
+pub async fn refresh(
+    client: &ClientRow,
+    form: &HashMap<String, String>,
+    state: &TokenState,
+) -> Result<HttpResponse, OAuthError> {
+    if !allows(client, "refresh_token") {
+        return Err(err(
+            400,
+            "unauthorized_client",
+            "this client may not use refresh_token",
+        ));
+    }
+    let token = form
+        .get("refresh_token")
+        .ok_or_else(|| err(400, "invalid_request", "refresh_token is required"))?;
+    let narrowed = form.get("scope").cloned();
+    let digest = secret::digest(token);
+    let client_id = client.id.clone();
+    let next = secret::generate("rt_");
+    let refresh_ttl = state.refresh_ttl_secs;
+    let outcome = state
+        .db
+        .write(move |c| {
+            let at = now();
+            let mut grant = match grants::spend_refresh(c, &digest, &client_id, at)? {
+                Spend::Won(_, grant) => grant,
+                Spend::Replayed { grant_id } => {
+                    return Ok(Outcome::Refused(replayed("refresh token", &grant_id)))
+                }
+                Spend::Invalid => {
+                    return Ok(Outcome::Refused(err(
+                        400,
+                        "invalid_grant",
+                        "the refresh token is unknown, expired, revoked or not this client's",
+                    )))
+                }
+            };
+            if let Some(scope) = narrowed {
+                let granted: Vec<&str> = grant.scope.split(' ').collect();
+                let wanted: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+                if let Some(extra) = wanted.iter().find(|s| !granted.contains(s)) {
+                    return Ok(Outcome::Refused(err(
+                        400,
+                        "invalid_scope",
+                        format!("{extra} was not granted"),
+                    )));
+                }
+                grant.scope = wanted.join(" ");
+            }
+            grants::insert_refresh(
+                c,
+                &RefreshRow {
+                    token_digest: secret::digest(&next),
+                    grant_id: grant.id.clone(),
+                    created_at: at,
+                    expires_at: grant
+                        .expires_at
+                        .min(at + chrono::Duration::seconds(refresh_ttl)),
+                    used_at: None,
+                },
+            )?;
+            Ok(Outcome::Issued {
+                grant,
+                refresh: Some(next),
+            })
+        })
+        .await
+        .map_err(|e| err(503, "temporarily_unavailable", e.to_string()))?;
+    respond(client, state, outcome, false).await
+}
+
+async fn respond(
+    client: &ClientRow,
+    state: &TokenState,
+    outcome: Outcome,
+    with_id_token: bool,
+) -> Result<HttpResponse, OAuthError> {
+    let (grant, refresh) = match outcome {
+        Outcome::Issued { grant, refresh } => (grant, refresh),
+        Outcome::Refused(e) => return Err(e),
+    };
+    let ttl = i64::from(client.access_ttl_secs.max(1));
+    let access_token = sign(
+        state,
+        &Issued {
+            sub: &grant.account_id,
+            client_id: &client.id,
+            partner_id: &client.partner_id,
+            scope: &grant.scope,
+            grant_id: Some(&grant.id),
+            ttl,
+        },
+    )?;
+    let mut body = json!({
+        "access_token": access_token,
+        "token_type": "bearer",
+        "expires_in": ttl,
+        "scope": grant.scope,
+    });
+    if let Some(r) = refresh {
+        body["refresh_token"] = json!(r);
+    }
+    let openid = grant.scope.split(' ').any(|s| s == "openid");
+    if openid && with_id_token {
+        body["id_token"] = json!(id_token(state, client, &grant).await?);
+    }
+    Ok(token_response(body))
+}
+
+/// The claims about the user that `scope` allows.
+async fn user_claims(
+    state: &TokenState,
+    account_id: &str,
+    scope: &str,
+) -> Result<Value, OAuthError> {
+    let id = account_id.to_owned();
+    let (account, email) = state
+        .db
+        .run(move |c| Ok((accounts::find(c, &id)?, accounts::primary_email(c, &id)?)))
+        .await
+        .map_err(|e| err(503, "temporarily_unavailable", e.to_string()))?;
+    let mut claims = json!({ "sub": account.id });
+    let has = |s: &str| scope.split(' ').any(|x| x == s);
+    if has("profile") {
+        if let Some(n) = &account.full_name {
+            claims["name"] = json!(n);
+        }
+        if let Some(u) = &account.username {
+            claims["preferred_username"] = json!(u);
+        }
+        if let Some(l) = &account.locale {
+            claims["locale"] = json!(l);
+        }
+    }
+    if has("email") {
+        if let Some((e, verified)) = email {
+            claims["email"] = json!(e);
+            claims["email_verified"] = json!(verified);
+        }
+    }
+    Ok(claims)
+}
+
+async fn id_token(
+    state: &TokenState,
+    client: &ClientRow,
+    grant: &GrantRow,
+) -> Result<String, OAuthError> {
+    let mut claims = user_claims(state, &grant.account_id, &grant.scope).await?;
+    let at = chrono::Utc::now().timestamp();
+    claims["iss"] = json!(state.issuer);
+    claims["aud"] = json!(client.id);
+    claims["iat"] = json!(at);
+    claims["exp"] = json!(at + 3600);
+    claims["auth_time"] = json!(grant.auth_time.and_utc().timestamp());
+    if let Some(n) = &grant.nonce {
+        claims["nonce"] = json!(n);
+    }
+    let keys = state.keys.current();
+    let mut h = jsonwebtoken::Header::new(keys.algorithm);
+    h.kid = Some(keys.kid.clone());
+    jsonwebtoken::encode(&h, &claims, &keys.encoding)
+        .map_err(|e| err(500, "server_error", e.to_string()))
+}
+
+/// `GET|POST /oauth/userinfo` (OpenID Connect Core §5.3), with a bearer access token
+/// that was granted `openid`.
+pub async fn userinfo(req: HttpRequest, state: web::Data<TokenState>) -> HttpResponse {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    let refuse = |error: &str, description: &str| {
+        HttpResponse::Unauthorized()
+            .insert_header((
+                header::WWW_AUTHENTICATE,
+                format!("Bearer error=\"{error}\", error_description=\"{description}\""),
+            ))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({"error": error, "error_description": description}))
+    };
+    let Some(claims) = bearer.and_then(|t| verify(&state, t.trim())) else {
+        return refuse(
+            "invalid_token",
+            "the access token is missing, expired or not ours",
+        );
+    };
+    match crate::introspect::is_live(&state, &claims).await {
+        Ok(true) => {}
+        Ok(false) => return refuse("invalid_token", "the access token was revoked"),
+        Err(e) => return e.response(),
+    }
+    let scope = claims["scope"].as_str().unwrap_or_default();
+    if !scope.split(' ').any(|s| s == "openid") {
+        return HttpResponse::Forbidden()
+            .insert_header((
+                header::WWW_AUTHENTICATE,
+                "Bearer error=\"insufficient_scope\", scope=\"openid\"",
+            ))
+            .json(json!({"error": "insufficient_scope"}));
+    }
+    let sub = claims["sub"].as_str().unwrap_or_default();
+    match user_claims(&state, sub, scope).await {
+        Ok(c) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(c),
+        Err(e) => e.response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_s256_matches_rfc7636_appendix_b() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(pkce_ok(Some(challenge), Some(verifier)).is_ok());
+        assert!(pkce_ok(Some(challenge), Some("x".repeat(43).as_str())).is_err());
+        assert!(pkce_ok(Some(challenge), None).is_err());
+        assert!(pkce_ok(None, Some(verifier)).is_err());
+        assert!(pkce_ok(None, None).is_ok());
+        // `plain` would send the verifier itself as the challenge: refused.
+        assert!(pkce_ok(Some(verifier), Some(verifier)).is_err());
+    }
+}
