@@ -28,7 +28,12 @@ fn oidc_http() -> anyhow::Result<openidconnect::reqwest::Client> {
 }
 
 /// Drives headless Chromium from `url` through the login and consent pages.
-fn browser_login_and_consent(url: &str, email: &str, password: &str) -> anyhow::Result<()> {
+fn browser_login_and_consent(
+    url: &str,
+    email: &str,
+    password: &str,
+    redirect_uri: &str,
+) -> anyhow::Result<()> {
     use headless_chrome::{Browser, LaunchOptions};
     use std::ffi::OsStr;
     let chromium =
@@ -72,6 +77,16 @@ fn browser_login_and_consent(url: &str, email: &str, password: &str) -> anyhow::
         "consent names the scopes: {text}"
     );
     allow.click()?;
+    // Keep the browser until it has followed the redirect to the client.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !tab.get_url().starts_with(redirect_uri) {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the browser never reached the client; it is at {}",
+            tab.get_url()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     Ok(())
 }
 
@@ -109,8 +124,8 @@ async fn full_flow(p: Platform) -> anyhow::Result<()> {
         .add_scope(Scope::new("profile".into()))
         .set_pkce_challenge(challenge)
         .url();
-    let (u, e) = (url.to_string(), email.clone());
-    tokio::task::spawn_blocking(move || browser_login_and_consent(&u, &e, PASSWORD)).await??;
+    let (u, e, r) = (url.to_string(), email.clone(), c.redirect_uri.clone());
+    tokio::task::spawn_blocking(move || browser_login_and_consent(&u, &e, PASSWORD, &r)).await??;
     let landed = cb.next(Duration::from_secs(60))?;
     let q = query_of(&landed);
     assert_eq!(
@@ -232,6 +247,16 @@ async fn full_flow(p: Platform) -> anyhow::Result<()> {
         );
     }
     assert!(!p.logs().contains(PASSWORD), "no password in the logs");
+    // Signing keys are sealed (AES-256-GCM), not stored as a usable PKCS#8 key.
+    let keys = p.stored_signing_keys().await?;
+    assert!(!keys.is_empty());
+    for k in keys {
+        assert!(
+            k.starts_with("v1:"),
+            "a signing key is stored unsealed ({})",
+            p.mode
+        );
+    }
     Ok(())
 }
 

@@ -33,6 +33,10 @@ impl Topology {
             ("ADMIT__MAILER__SMTP__TLS", "none"),
             ("ADMIT__MAILER__CLAIM_IDLE_MS", "2000"),
             ("ADMIT__PUBLIC_BASE_URL", "https://accounts.example.test"),
+            (
+                "ADMIT__OAUTH__KEY_ENCRYPTION_KEY",
+                admit_e2e::test_kek().as_str(),
+            ),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

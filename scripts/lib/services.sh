@@ -309,6 +309,20 @@ admit_smtp_python_up() {
     export ADMIT_TEST_SMTP_PYTHON=$py
 }
 
+# --- Chromium, for the page tests (headless, driven over the DevTools protocol) ---
+
+admit_chromium_up() {
+    local chromium=${ADMIT_TEST_CHROMIUM:-/usr/bin/chromium}
+    if [ ! -x "$chromium" ]; then
+        if [ -n "${ADMIT_TEST_CHROMIUM:-}" ]; then
+            admit_die "ADMIT_TEST_CHROMIUM=$chromium is not an executable"
+        fi
+        admit_apt_install "the browser tests of the authorize pages" chromium
+        [ -x "$chromium" ] || admit_die "chromium was installed but $chromium is missing"
+    fi
+    export ADMIT_TEST_CHROMIUM=$chromium
+}
+
 # --- build dependencies and toolchain ---
 
 admit_build_deps_up() {
@@ -343,4 +357,5 @@ admit_services_up() {
     admit_postgres_up
     admit_redis_up
     admit_smtp_python_up
+    admit_chromium_up
 }

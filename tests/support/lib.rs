@@ -34,6 +34,15 @@ pub fn redis_url() -> String {
     std::env::var("ADMIT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// A key-encryption key for the signing keys of a production-topology test.
+pub fn test_kek() -> String {
+    use base64::Engine as _;
+    let mut raw = [0u8; 32];
+    raw[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    raw[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())
 }

@@ -58,8 +58,22 @@ impl Platform {
     }
 
     /// `admit-account` and `admit-oauth` on PostgreSQL and Redis, each on its own port
-    /// (so on its own origin, as behind a gateway that splits them by host).
+    /// (so on its own origin, as behind a gateway that splits them by host). The ports
+    /// are chosen before the services start (each must know the other's URL); when
+    /// another process takes one in between, it tries again with new ones.
     pub fn production(extra: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut attempt = 0;
+        loop {
+            match Self::production_once(extra) {
+                Err(e) if attempt < 5 && format!("{e:#}").contains("Address already in use") => {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn production_once(extra: &[(&str, &str)]) -> anyhow::Result<Self> {
         let db = TestDatabase::postgres()?;
         let logs = tempfile::tempdir()?;
         let (a, o) = (free_port(), free_port());
@@ -73,6 +87,7 @@ impl Platform {
             ("ADMIT__OAUTH__PORT", o.to_string()),
             ("ADMIT__PUBLIC_BASE_URL", accounts.clone()),
             ("ADMIT__OAUTH__ISSUER", issuer.clone()),
+            ("ADMIT__OAUTH__KEY_ENCRYPTION_KEY", crate::test_kek()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -170,6 +185,15 @@ impl Platform {
             .as_str()
             .context("account_id")?
             .to_owned())
+    }
+
+    /// The stored form of every signing key's private part.
+    pub async fn stored_signing_keys(&self) -> anyhow::Result<Vec<String>> {
+        let db = admit_store::Db::connect(&self.db_url, 1)?;
+        let rows = db
+            .run(|c| admit_store::partners::published_signing_keys(c, admit_store::now()))
+            .await?;
+        Ok(rows.into_iter().map(|r| r.private_der).collect())
     }
 
     /// Every value stored in the database, as text, for "nothing in clear" checks.

@@ -171,6 +171,9 @@ pub struct OAuthSettings {
     /// How long a user's authorization of a client lasts: its refresh tokens rotate
     /// within it and end with it.
     pub refresh_ttl_secs: i64,
+    /// 32 random bytes, base64: the signing keys are stored encrypted under it.
+    /// Required outside the embedded default (which keeps one in its data directory).
+    pub key_encryption_key: SecretString,
 }
 
 impl Default for OAuthSettings {
@@ -181,6 +184,7 @@ impl Default for OAuthSettings {
             access_ttl_secs: 86_400,
             key_refresh_secs: 30,
             refresh_ttl_secs: 30 * 86_400,
+            key_encryption_key: SecretString::from(""),
         }
     }
 }

@@ -203,9 +203,14 @@ pub async fn keys(cmd: KeysCmd, settings: &Settings) -> anyhow::Result<()> {
     let db = target.db(settings)?;
     // Old keys stay published for the longest access token lifetime plus a margin.
     let keep = chrono::Duration::seconds(i64::from(settings.oauth.access_ttl_secs) + 3600);
+    let kek = match &target.data_dir {
+        Some(dir) => crate::embedded::key_encryption_key(dir)?,
+        None => settings.oauth.key_encryption_key.expose_secret().to_owned(),
+    };
+    let kek = admit_oauth::keys::Kek::from_base64(&kek)?;
     let kid = db
         .write(move |c| {
-            admit_oauth::keys::rotate(c, keep)
+            admit_oauth::keys::rotate(c, &kek, keep)
                 .map_err(|e| admit_store::StoreError::Internal(e.to_string()))
         })
         .await?;

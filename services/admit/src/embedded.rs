@@ -36,6 +36,31 @@ impl Default for ServeArgs {
     }
 }
 
+/// The data directory's key-encryption key for the signing keys
+/// (`signing-keys.kek`, created on first use, readable by the owner only). It lives
+/// beside the database, not in it: a copy of the database alone cannot sign tokens.
+pub fn key_encryption_key(dir: &Path) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("signing-keys.kek");
+    match std::fs::read_to_string(&path) {
+        Ok(k) => Ok(k.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let k = admit_oauth::keys::Kek::generate_base64()?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            writeln!(f, "{k}")?;
+            f.sync_all()?;
+            Ok(k)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn sqlite_url(dir: &Path) -> anyhow::Result<String> {
     std::fs::create_dir_all(dir)?;
     Ok(format!("sqlite://{}", dir.join("admit.db").display()))
@@ -56,6 +81,9 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     if !configured("ADMIT__PUBLIC_BASE_URL") {
         settings.public_base_url = format!("http://{addr}");
+    }
+    if !configured("ADMIT__OAUTH__KEY_ENCRYPTION_KEY") {
+        settings.oauth.key_encryption_key = key_encryption_key(&args.data_dir)?.into();
     }
     let db = Db::connect(&sqlite_url(&args.data_dir)?, 8)?;
     db.migrate()?;

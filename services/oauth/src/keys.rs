@@ -1,11 +1,14 @@
 //! Token signing keys: ES256 (P-256) key pairs generated with aws-lc-rs, kept in the
-//! database, the newest one signing. A rotation adds a new key and keeps the old ones
+//! database encrypted (AES-256-GCM under the key-encryption key of
+//! `oauth.key_encryption_key`, the key id as associated data), the newest one
+//! signing. A rotation adds a new key and keeps the old ones
 //! published in the JWKS until every token they signed has expired, so verifiers
 //! never see a token whose key they cannot find. Every replica re-reads the keys
 //! periodically: a rotation needs no restart.
 
 use admit_store::partners::{self, SigningKeyRow};
 use admit_store::Db;
+use aws_lc_rs::aead;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -19,10 +22,72 @@ use std::time::Duration;
 pub enum KeyError {
     #[error("key generation failed")]
     Generate,
+    #[error("oauth.key_encryption_key must be 32 random bytes in base64 (e.g. `openssl rand -base64 32`)")]
+    NoKek,
     #[error("stored key {0} is unreadable: {1}")]
     Corrupt(String, String),
     #[error(transparent)]
     Store(#[from] admit_store::StoreError),
+}
+
+/// The key-encryption key: signing keys are stored sealed under it, so a copy of the
+/// database alone does not let anyone sign tokens.
+#[derive(Clone)]
+pub struct Kek(Arc<aead::LessSafeKey>);
+
+const SEALED_PREFIX: &str = "v1:";
+
+impl Kek {
+    /// From the base64 of 32 random bytes.
+    pub fn from_base64(b64: &str) -> Result<Self, KeyError> {
+        let raw = STANDARD.decode(b64.trim()).map_err(|_| KeyError::NoKek)?;
+        let key = aead::UnboundKey::new(&aead::AES_256_GCM, &raw).map_err(|_| KeyError::NoKek)?;
+        Ok(Self(Arc::new(aead::LessSafeKey::new(key))))
+    }
+
+    /// A new random key, as base64 (for a data directory's key file).
+    pub fn generate_base64() -> Result<String, KeyError> {
+        let mut raw = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut raw).map_err(|_| KeyError::Generate)?;
+        Ok(STANDARD.encode(raw))
+    }
+
+    fn seal(&self, kid: &str, plain: &[u8]) -> Result<String, KeyError> {
+        let mut nonce = [0u8; aead::NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| KeyError::Generate)?;
+        let mut data = plain.to_vec();
+        self.0
+            .seal_in_place_append_tag(
+                aead::Nonce::assume_unique_for_key(nonce),
+                aead::Aad::from(kid.as_bytes()),
+                &mut data,
+            )
+            .map_err(|_| KeyError::Generate)?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&data);
+        Ok(format!("{SEALED_PREFIX}{}", STANDARD.encode(out)))
+    }
+
+    fn open(&self, kid: &str, stored: &str) -> Result<Vec<u8>, KeyError> {
+        let corrupt = |m: &str| KeyError::Corrupt(kid.to_owned(), m.to_owned());
+        let sealed = stored
+            .strip_prefix(SEALED_PREFIX)
+            .ok_or_else(|| corrupt("not sealed"))?;
+        let raw = STANDARD
+            .decode(sealed)
+            .map_err(|e| corrupt(&e.to_string()))?;
+        if raw.len() < aead::NONCE_LEN {
+            return Err(corrupt("too short"));
+        }
+        let (nonce, data) = raw.split_at(aead::NONCE_LEN);
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| corrupt("nonce"))?;
+        let mut data = data.to_vec();
+        let plain = self
+            .0
+            .open_in_place(nonce, aead::Aad::from(kid.as_bytes()), &mut data)
+            .map_err(|_| corrupt("cannot be opened with this key_encryption_key"))?;
+        Ok(plain.to_vec())
+    }
 }
 
 /// The keys in force at one moment. Built once per refresh: `EncodingKey`s parse the
@@ -37,7 +102,7 @@ pub struct KeySet {
 }
 
 /// A new ES256 key as stored.
-pub fn generate_es256() -> Result<SigningKeyRow, KeyError> {
+pub fn generate_es256(kek: &Kek) -> Result<SigningKeyRow, KeyError> {
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
         .map_err(|_| KeyError::Generate)?;
@@ -54,23 +119,22 @@ pub fn generate_es256() -> Result<SigningKeyRow, KeyError> {
         "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
         "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
     });
+    let private_der = kek.seal(&kid, pkcs8.as_ref())?;
     Ok(SigningKeyRow {
         kid,
         alg: "ES256".into(),
-        private_der: STANDARD.encode(pkcs8.as_ref()),
+        private_der,
         public_jwk: jwk.to_string(),
         created_at: admit_store::now(),
         publish_until: None,
     })
 }
 
-fn build(rows: &[SigningKeyRow]) -> Result<Option<KeySet>, KeyError> {
+fn build(rows: &[SigningKeyRow], kek: &Kek) -> Result<Option<KeySet>, KeyError> {
     let Some(active) = rows.first() else {
         return Ok(None);
     };
-    let der = STANDARD
-        .decode(&active.private_der)
-        .map_err(|e| KeyError::Corrupt(active.kid.clone(), e.to_string()))?;
+    let der = kek.open(&active.kid, &active.private_der)?;
     let encoding = EncodingKey::from_ec_der(&der);
     let mut decoding = HashMap::new();
     let mut jwks = Vec::new();
@@ -98,9 +162,10 @@ fn build(rows: &[SigningKeyRow]) -> Result<Option<KeySet>, KeyError> {
 /// Adds a new signing key; the previous ones stay published for `publish_old`.
 pub fn rotate(
     conn: &mut admit_store::AnyConnection,
+    kek: &Kek,
     publish_old: chrono::Duration,
 ) -> Result<String, KeyError> {
-    let row = generate_es256()?;
+    let row = generate_es256(kek)?;
     let kid = row.kid.clone();
     partners::insert_signing_key(conn, &row)?;
     partners::retire_signing_keys_except(conn, &kid, admit_store::now() + publish_old)?;
@@ -111,26 +176,29 @@ pub fn rotate(
 #[derive(Clone)]
 pub struct KeyRing {
     db: Db,
+    kek: Kek,
     current: Arc<RwLock<Arc<KeySet>>>,
 }
 
 impl KeyRing {
     /// Loads the keys, creating the first one if there is none.
-    pub async fn load(db: Db) -> Result<Self, KeyError> {
-        let set = Self::read(&db, true).await?;
+    pub async fn load(db: Db, kek: Kek) -> Result<Self, KeyError> {
+        let set = Self::read(&db, &kek, true).await?;
         Ok(Self {
             db,
+            kek,
             current: Arc::new(RwLock::new(Arc::new(set))),
         })
     }
 
-    async fn read(db: &Db, create: bool) -> Result<KeySet, KeyError> {
+    async fn read(db: &Db, kek: &Kek, create: bool) -> Result<KeySet, KeyError> {
+        let sealing = kek.clone();
         let rows = db
             .write(move |conn| {
                 let now = admit_store::now();
                 let mut rows = partners::published_signing_keys(conn, now)?;
                 if rows.is_empty() && create {
-                    let row = generate_es256()
+                    let row = generate_es256(&sealing)
                         .map_err(|e| admit_store::StoreError::Internal(e.to_string()))?;
                     partners::insert_signing_key(conn, &row)?;
                     rows = partners::published_signing_keys(conn, now)?;
@@ -138,7 +206,7 @@ impl KeyRing {
                 Ok(rows)
             })
             .await?;
-        build(&rows)?.ok_or(KeyError::Generate)
+        build(&rows, kek)?.ok_or(KeyError::Generate)
     }
 
     pub fn current(&self) -> Arc<KeySet> {
@@ -149,7 +217,7 @@ impl KeyRing {
     }
 
     pub async fn refresh(&self) -> Result<(), KeyError> {
-        let set = Arc::new(Self::read(&self.db, true).await?);
+        let set = Arc::new(Self::read(&self.db, &self.kek, true).await?);
         match self.current.write() {
             Ok(mut g) => *g = set,
             Err(poisoned) => *poisoned.into_inner() = set,
@@ -168,5 +236,24 @@ impl KeyRing {
                 tracing::warn!(error = %e, "cannot refresh signing keys; keeping the current ones");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_sealed_and_open_only_with_their_kek_and_kid() {
+        let kek = Kek::from_base64(&Kek::generate_base64().expect("kek")).expect("kek");
+        let row = generate_es256(&kek).expect("key");
+        assert!(row.private_der.starts_with(SEALED_PREFIX));
+        let der = kek.open(&row.kid, &row.private_der).expect("opens");
+        assert!(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der).is_ok());
+        assert!(kek.open("another-kid", &row.private_der).is_err());
+        let other = Kek::from_base64(&Kek::generate_base64().expect("kek")).expect("kek");
+        assert!(other.open(&row.kid, &row.private_der).is_err());
+        assert!(Kek::from_base64("").is_err());
+        assert!(Kek::from_base64("c2hvcnQ=").is_err());
     }
 }

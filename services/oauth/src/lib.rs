@@ -21,6 +21,7 @@ pub mod token;
 use actix_web::{web, HttpResponse};
 use admit_runtime::{Metrics, Readiness, Settings};
 use admit_store::Db;
+use secrecy::ExposeSecret;
 use std::time::Duration;
 use token::TokenState;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +32,8 @@ pub async fn state(
     db: Db,
     stop: CancellationToken,
 ) -> anyhow::Result<web::Data<TokenState>> {
-    let keys = keys::KeyRing::load(db.clone()).await?;
+    let kek = keys::Kek::from_base64(settings.oauth.key_encryption_key.expose_secret())?;
+    let keys = keys::KeyRing::load(db.clone(), kek).await?;
     tokio::spawn(keys.clone().run_refresh(
         Duration::from_secs(settings.oauth.key_refresh_secs.max(1)),
         stop.clone(),
