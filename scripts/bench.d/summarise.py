@@ -89,6 +89,24 @@ def server_metrics(path):
             "over_5ms": int(count - buckets.get("0.005", count))}
 
 
+def mail_progress(path):
+    """From the server's /metrics right after the load: (accounts created, welcome
+    emails sent). The mail of a sign-up is sent in the background; this shows it kept
+    up with the load rather than being left for after it."""
+    created = sent = None
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, value = line.rstrip().rpartition(" ")
+                if name == "accounts_created_total":
+                    created = int(float(value))
+                elif name == 'mailer_deliveries_total{outcome="sent"}':
+                    sent = int(float(value))
+    except (OSError, ValueError):
+        pass
+    return created, sent
+
+
 def pool_stat(load_cpu, post, key, scale):
     """A figure of the server's hash-pool threads (argon2-N), per sign-up."""
     threads = {k: v for k, v in (load_cpu.get("pids_threads") or {}).items()
@@ -108,6 +126,7 @@ def read_round(d):
     load_cpu = load_json(os.path.join(d, "load-cpu.json"), {}) or {}
     quiet = load_json(os.path.join(d, "quiet.json"), {}) or {}
     metrics = server_metrics(os.path.join(d, "metrics.txt"))
+    created, mail_sent = mail_progress(os.path.join(d, "metrics.txt"))
     warn, error, log_samples = server_log(os.path.join(d, "server.log"))
     raw = hash_.get("hashes_per_second")
     duration = (post.get("duration_us") or 0) / 1e6
@@ -140,6 +159,8 @@ def read_round(d):
         "hz_non_2xx": hz.get("non_2xx"),
         "hz_errors": hz.get("errors", {}),
         "db": db,
+        "created": created,
+        "mail_sent": mail_sent,
         "hash_foreign": hash_cpu.get("foreign_cores"),
         "load_foreign": load_cpu.get("foreign_cores"),
         "server_cores": (load_cpu["pids_cpu_s"] / load_cpu["wall_s"]
@@ -336,13 +357,15 @@ def cmd_signup(d, out, opts):
         "round {}: {} sign-ups (201) in {} POSTs answered, {} accounts in the database "
         "after the server stopped, {} `/healthz` probes, server log {} WARN / {} ERROR; "
         "CPU during the sign-up phase: server {} cores, wrk {} cores; the server's own "
-        "/metrics: {}; server CPU by thread: {}{}".format(
+        "/metrics: {}; welcome emails sent by the end of the load: {}; server CPU by thread: {}{}".format(
             r["round"], r["ok_2xx"], r["post_requests"], r["db"].get("accounts", "?"),
             r["hz_requests"], r["log_warn"], r["log_error"], fmt(r["server_cores"], "{:.2f}"),
             fmt(r["wrk_cores"], "{:.2f}"),
             ("mean /healthz handling {:.3f} ms, {} of {} over 1 ms, {} over 5 ms".format(
                 r["metrics"]["mean_ms"], r["metrics"]["over_1ms"], r["metrics"]["count"],
                 r["metrics"]["over_5ms"]) if r["metrics"].get("mean_ms") is not None else "n/a"),
+            ("{} for {} accounts created".format(r["mail_sent"] or 0, r["created"])
+             if r["created"] is not None else "n/a"),
             ", ".join("`{}` {:.1f} s".format(k, v) for k, v in sorted(
                 r["server_threads"].items(), key=lambda kv: -kv[1])[:6]) or "n/a",
             "" if r["quiet"].get("quiet", True) else

@@ -7,6 +7,7 @@ pub mod health;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod priority;
 pub mod settings;
 pub mod web;
 

@@ -153,6 +153,9 @@ impl Db {
                 (
                     builder
                         .connection_customizer(Box::new(SqlitePragmas))
+                        // A connection to a local file does not go stale the way a
+                        // network connection does: no `SELECT 1` before every use.
+                        .test_on_check_out(false)
                         .build(manager)?,
                     Some(Arc::new(Mutex::new(()))),
                 )
@@ -217,11 +220,19 @@ impl Db {
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
     {
         let mut conn = self.get()?;
+        self.write_on(&mut conn, f)
+    }
+
+    /// [`Db::write_blocking`] on a connection the caller already holds (one check-out
+    /// for a read followed by a write).
+    pub fn write_on<T, F>(&self, conn: &mut AnyConnection, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+    {
         let _guard = self
             .write_lock
             .as_ref()
             .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        let conn: &mut AnyConnection = &mut conn;
         conn.transaction(f)
     }
 

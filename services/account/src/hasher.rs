@@ -75,6 +75,9 @@ pub fn verify_blocking(password: &str, phc: &str) -> bool {
 #[error("password hashing failed: {0}")]
 pub struct HashError(String);
 
+/// The hash pool's nice value: below the request workers, above background work.
+const HASH_NICE: i32 = 10;
+
 #[derive(Clone)]
 pub struct HashPool {
     pool: Arc<rayon::ThreadPool>,
@@ -94,7 +97,7 @@ impl HashPool {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("argon2-{i}"))
-            .start_handler(|_| lower_priority())
+            .start_handler(|_| admit_runtime::priority::lower_current_thread(HASH_NICE))
             .build()
             .map_err(|e| HashError(e.to_string()))?;
         Ok(Self {
@@ -126,18 +129,6 @@ impl HashPool {
 
     pub async fn verify(&self, password: String, phc: String) -> Result<bool, HashError> {
         self.run(move || verify_blocking(&password, &phc)).await
-    }
-}
-
-/// Raises the calling thread's nice value, so the kernel prefers the request
-/// workers whenever both are runnable. Best effort: failure leaves the default.
-#[allow(unsafe_code)]
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
     }
 }
 

@@ -192,48 +192,43 @@ pub(crate) async fn register(
     state: &AccountState,
     new: &NewAccount,
 ) -> Result<(String, DateTime<Utc>), ApiError> {
-    // A cheap look first, so a taken contact costs no hash. It runs on the hash
-    // thread itself, just before the hash: one hand-off per sign-up instead of two.
-    // The unique indexes still decide between concurrent requests.
-    let (probe, db, password) = (
-        new.clone(),
-        state.db.clone(),
-        new.password.expose().to_owned(),
-    );
-    let password_hash = state
+    // The whole sign-up after parsing runs on the hash thread: a cheap look first, so
+    // a taken contact costs no hash, then the hash, then the one transaction that
+    // writes the account and its outbox row. One hand-off to the pool and one back,
+    // instead of a hop to the blocking pool for every database call. The unique
+    // indexes still decide between concurrent requests.
+    let (db, new) = (state.db.clone(), new.clone());
+    let (account_id, now) = state
         .hasher
-        .run(move || -> Result<String, ApiError> {
+        .run(move || -> Result<(String, DateTime<Utc>), ApiError> {
             let mut conn = db.get()?;
-            if let Some(taken) = taken_value(&mut conn, &probe)? {
+            if let Some(taken) = taken_value(&mut conn, &new)? {
                 return Err(taken);
             }
-            drop(conn);
-            Ok(hasher::hash_blocking(&password)?)
+            let password_hash = hasher::hash_blocking(new.password.expose())?;
+            let now = Utc::now();
+            let (account, contacts, envelope) = records(&new, password_hash, now);
+            let account_id = account.id.clone();
+            let written = db.write_on(&mut conn, |conn| {
+                accounts::insert(conn, &account, &contacts)?;
+                if let Some(envelope) = &envelope {
+                    outbox::enqueue(conn, outbox::MAIL_TOPIC, envelope)?;
+                }
+                Ok(())
+            });
+            match written {
+                Ok(()) => Ok((account_id, now)),
+                Err(admit_store::StoreError::Conflict(c)) => {
+                    // Lost a race: name the field that the winner took.
+                    match taken_value(&mut conn, &new) {
+                        Ok(Some(taken)) => Err(taken),
+                        _ => Err(admit_store::StoreError::Conflict(c).into()),
+                    }
+                }
+                Err(e) => Err(e.into()),
+            }
         })
         .await??;
-    let now = Utc::now();
-    let (account, contacts, envelope) = records(new, password_hash, now);
-    let account_id = account.id.clone();
-    let written = state
-        .db
-        .write(move |conn| {
-            accounts::insert(conn, &account, &contacts)?;
-            if let Some(envelope) = &envelope {
-                outbox::enqueue(conn, outbox::MAIL_TOPIC, envelope)?;
-            }
-            Ok(())
-        })
-        .await;
-    if let Err(e) = written {
-        if matches!(e, admit_store::StoreError::Conflict(_)) {
-            // Lost a race: name the field that the winner took.
-            let probe = new.clone();
-            if let Ok(Some(taken)) = state.db.run(move |conn| taken_value(conn, &probe)).await {
-                return Err(taken);
-            }
-        }
-        return Err(e.into());
-    }
     state.outbox_wake.notify_one();
     state.created.inc();
     tracing::debug!(account_id = %account_id, "account created");

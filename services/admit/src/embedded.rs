@@ -105,7 +105,8 @@ pub async fn serve(
     ));
     let inbox = Arc::new(Inbox::new(args.data_dir.join("inbox"))?);
     let worker = admit_mailer::worker(&settings, db.clone(), queue, inbox.clone(), &metrics)?;
-    let worker_task = tokio::spawn(worker.run(stop.clone()));
+    let mail_runtime = background_runtime("mailer")?;
+    let worker_task = mail_runtime.spawn(worker.run(stop.clone()));
     tokio::spawn(admit_account::purge_test_accounts(
         db.clone(),
         Duration::from_secs(600),
@@ -135,6 +136,49 @@ pub async fn serve(
     );
     started.server.await?;
     stop.cancel();
-    let _ = worker_task.await;
+    if let Some(task) = worker_task {
+        let _ = task.await;
+    }
     Ok(())
+}
+
+/// The nice value of background work in the embedded process: the mailer yields to
+/// the request workers and to the hash pool (nice 10), so a burst of sign-ups is not
+/// slowed by the emails it causes. The mail is durable in the outbox meanwhile, and a
+/// nice thread still gets its share of the CPU, so it is delayed, never starved.
+const BACKGROUND_NICE: i32 = 19;
+
+/// A small runtime of its own for background work, its threads (the worker and its
+/// blocking pool, where the database and inbox calls run) at [`BACKGROUND_NICE`].
+fn background_runtime(name: &str) -> std::io::Result<BackgroundRuntime> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(4)
+        .thread_name(name)
+        .on_thread_start(|| admit_runtime::priority::lower_current_thread(BACKGROUND_NICE))
+        .enable_all()
+        .build()?;
+    Ok(BackgroundRuntime(Some(runtime)))
+}
+
+/// Shuts its runtime down without waiting when dropped: a runtime may not be dropped
+/// the ordinary way on an async thread, and `serve` can return early on an error.
+struct BackgroundRuntime(Option<tokio::runtime::Runtime>);
+
+impl BackgroundRuntime {
+    fn spawn<F>(&self, task: F) -> Option<tokio::task::JoinHandle<F::Output>>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.0.as_ref().map(|rt| rt.spawn(task))
+    }
+}
+
+impl Drop for BackgroundRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
