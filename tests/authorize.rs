@@ -674,3 +674,71 @@ async fn failed_logins_are_limited_per_account_and_the_limit_passes() -> anyhow:
     assert_eq!(res.status, 403);
     Ok(())
 }
+
+// --- partner credentials at the account service ---------------------------------
+
+#[tokio::test]
+async fn partner_endpoints_take_a_scoped_client_credentials_token_or_an_api_key(
+) -> anyhow::Result<()> {
+    let p = Platform::embedded(&[("ADMIT__STAGE", "production")])?;
+    let c = p.client("http://127.0.0.1:9/cb", ALL_GRANTS, false)?;
+    let secret = c.secret.clone().context("secret")?;
+    let token = |scope: &'static str| {
+        let (issuer, id, secret) = (p.issuer.clone(), c.id.clone(), secret.clone());
+        async move {
+            let body: Value = admit_e2e::http()
+                .post(format!("{issuer}/oauth/token"))
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::Ok(
+                body["access_token"]
+                    .as_str()
+                    .context("access_token")?
+                    .to_owned(),
+            )
+        }
+    };
+    let sign_up = |auth: Option<String>| {
+        let base = p.accounts.clone();
+        async move {
+            let mut req = admit_e2e::http().post(format!("{base}/account")).json(
+                &serde_json::json!({
+                    "contacts": [["EMAIL", format!("{}@example.com", admit_e2e::unique("pa")), true]],
+                    "password": PASSWORD,
+                }),
+            );
+            if let Some(a) = auth {
+                req = req.bearer_auth(a);
+            }
+            let res = req.send().await?;
+            anyhow::Ok(res.status().as_u16())
+        }
+    };
+    assert_eq!(sign_up(None).await?, 401, "anonymous, in production");
+    assert_eq!(sign_up(Some(token("accounts:create").await?)).await?, 201);
+    assert_eq!(
+        sign_up(Some(token("openid").await?)).await?,
+        403,
+        "scope missing"
+    );
+    assert_eq!(sign_up(Some("not-a-token".into())).await?, 401);
+    let forged = token("accounts:create").await?.replace('.', ".x");
+    assert_eq!(sign_up(Some(forged)).await?, 401);
+    // API keys: good until revoked, at once.
+    let partner = p.cli(&["partner", "create", "--name", "Feed"])?;
+    let pid = partner["partner_id"].as_str().context("pid")?;
+    let key = p.cli(&["api-key", "create", "--partner", pid])?;
+    let api_key = key["api_key"].as_str().context("api_key")?.to_owned();
+    assert_eq!(sign_up(Some(api_key.clone())).await?, 201);
+    p.cli(&[
+        "api-key",
+        "revoke",
+        key["key_id"].as_str().context("key_id")?,
+    ])?;
+    assert_eq!(sign_up(Some(api_key)).await?, 401);
+    Ok(())
+}

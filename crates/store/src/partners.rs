@@ -221,3 +221,16 @@ pub fn purge_revoked_tokens(
             .execute(conn)?,
     )
 }
+
+/// The partner whose live (unrevoked) API key digests to `digest`.
+pub fn partner_of_api_key(
+    conn: &mut AnyConnection,
+    digest: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(api_keys::table
+        .filter(api_keys::key_hash.eq(digest))
+        .filter(api_keys::revoked_at.is_null())
+        .select(api_keys::partner_id)
+        .first(conn)
+        .optional()?)
+}

@@ -8,6 +8,7 @@ pub mod error;
 pub mod hasher;
 pub mod limit;
 pub mod pages;
+pub mod partner;
 pub mod signup;
 
 use crate::error::ApiError;
@@ -45,6 +46,8 @@ pub struct AccountState {
     /// A hash no password matches: verified when a login names no account, so the
     /// answer takes as long as for one that exists.
     pub dummy_hash: String,
+    /// Verifies partner bearer tokens (JWKS) and API keys.
+    pub partners: partner::Verifier,
     created: prometheus::IntCounter,
 }
 
@@ -61,6 +64,7 @@ impl AccountState {
             db,
             hasher: HashPool::new(settings.account.hash_threads)?,
             issuer: settings.issuer(),
+            partners: partner::Verifier::new(&settings.issuer()),
             pages: admit_runtime::web::Pages::new(pages::TEMPLATES)?,
             session_ttl_secs: settings.account.session_ttl_secs.max(60),
             limiter: limit::Limiter::memory(),
@@ -93,7 +97,7 @@ pub fn configure(
 
 #[derive(Debug, PartialEq, Eq)]
 enum Caller {
-    Bearer,
+    Bearer(String),
     ClientId,
     Anonymous,
 }
@@ -103,9 +107,9 @@ fn caller(req: &HttpRequest) -> Caller {
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
-    if bearer {
-        Caller::Bearer
+        .filter(|v| v.len() > 7 && v.is_char_boundary(7) && v[..7].eq_ignore_ascii_case("bearer "));
+    if let Some(v) = bearer {
+        Caller::Bearer(v[7..].trim().to_owned())
     } else if req.headers().contains_key("x-client-id") {
         Caller::ClientId
     } else {
@@ -127,8 +131,8 @@ fn caller(req: &HttpRequest) -> Caller {
     responses(
         (status = 201, description = "Created", body = api::SignupResponse),
         (status = 400, description = "A field is malformed or missing; `field` names it", body = api::ErrorBody),
-        (status = 401, description = "No caller credential (staging and production)", body = api::ErrorBody),
-        (status = 403, description = "reCAPTCHA failed", body = api::ErrorBody),
+        (status = 401, description = "No caller credential (staging and production), or a bearer token or API key that is not valid", body = api::ErrorBody),
+        (status = 403, description = "reCAPTCHA failed, or the access token lacks the scope accounts:create", body = api::ErrorBody),
         (status = 409, description = "Contact or username already used", body = api::ErrorBody),
         (status = 413, description = "Body over the configured limit", body = api::ErrorBody),
         (status = 503, description = "A dependency is unavailable; retry", body = api::ErrorBody),
@@ -141,15 +145,39 @@ pub async fn create_account(
     state: web::Data<AccountState>,
 ) -> Result<HttpResponse, ApiError> {
     let options = signup::parse_options(req.query_string())?;
-    if state.stage.is_strict() {
-        // Partner tokens and client ids are verified by the authorization server,
-        // which this service does not consult yet: in staging and production nobody
-        // is let in unverified.
-        let message = match caller(&req) {
-            Caller::Anonymous => "identify the caller with a partner bearer token or X-Client-Id",
-            _ => "this caller's credential cannot be verified",
-        };
-        return Err(ApiError::Unauthorized(message.into()));
+    match caller(&req) {
+        // A credential that is presented must be good, in every stage.
+        Caller::Bearer(credential) => {
+            let partner = state
+                .partners
+                .partner(&state.db, &credential)
+                .await
+                .map_err(|e| match e {
+                    partner::AuthError::Invalid => {
+                        ApiError::Unauthorized("the bearer token or API key is not valid".into())
+                    }
+                    partner::AuthError::Unavailable(m) => ApiError::Unavailable(m),
+                })?;
+            if !partner.may("accounts:create") {
+                return Err(ApiError::IllegalAccess(
+                    "the access token lacks the scope accounts:create".into(),
+                ));
+            }
+        }
+        // Public applications need a verified reCAPTCHA in staging and production,
+        // and siteverify is not wired yet: nobody is let in unverified.
+        Caller::ClientId if state.stage.is_strict() => {
+            return Err(ApiError::Unauthorized(
+                "a public application's sign-up needs reCAPTCHA verification, not available yet"
+                    .into(),
+            ))
+        }
+        Caller::Anonymous if state.stage.is_strict() => {
+            return Err(ApiError::Unauthorized(
+                "identify the caller with a partner bearer token or X-Client-Id".into(),
+            ))
+        }
+        Caller::ClientId | Caller::Anonymous => {}
     }
     let body = admit_runtime::http::read_body(payload, state.max_body_bytes)
         .await
