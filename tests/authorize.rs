@@ -742,3 +742,58 @@ async fn partner_endpoints_take_a_scoped_client_credentials_token_or_an_api_key(
     assert_eq!(sign_up(Some(api_key)).await?, 401);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_internal_endpoint_mints_a_code_the_partner_exchanges_once() -> anyhow::Result<()> {
+    let internal = admit_e2e::unique("it_");
+    let p = Platform::production(&[("ADMIT__INTERNAL__TOKEN", internal.as_str())])?;
+    let c = p.client("http://127.0.0.1:9/cb", ALL_GRANTS, false)?;
+    let account = p
+        .user(&format!("{}@example.com", admit_e2e::unique("m")), PASSWORD)
+        .await?;
+    let mint = |token: Option<String>, account: String| {
+        let (issuer, client) = (p.issuer.clone(), c.id.clone());
+        async move {
+            let mut req = admit_e2e::http()
+                .post(format!("{issuer}/internal/v1/codes"))
+                .json(&serde_json::json!({"client_id": client, "account_id": account}));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let res = req.send().await?;
+            let status = res.status().as_u16();
+            anyhow::Ok((status, res.json::<Value>().await.unwrap_or(Value::Null)))
+        }
+    };
+    assert_eq!(mint(None, account.clone()).await?.0, 401);
+    assert_eq!(mint(Some("wrong".into()), account.clone()).await?.0, 401);
+    assert_eq!(
+        mint(Some(internal.clone()), "no-such-account".into())
+            .await?
+            .0,
+        400
+    );
+    let (status, body) = mint(Some(internal.clone()), account.clone()).await?;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["expires_in"], 600);
+    let code = body["code"].as_str().context("code")?;
+    let exchange = || {
+        admit_e2e::http()
+            .post(format!("{}/oauth/token", p.issuer))
+            .basic_auth(&c.id, c.secret.as_deref())
+            .form(&[("grant_type", "authorization_code"), ("code", code)])
+            .send()
+    };
+    let res = exchange().await?;
+    assert_eq!(res.status(), 200);
+    let tokens: Value = res.json().await?;
+    let claims = verify_access_token(
+        &p.issuer,
+        tokens["access_token"].as_str().unwrap_or_default(),
+    )
+    .await?;
+    assert_eq!(claims["sub"], account.as_str());
+    assert!(tokens["refresh_token"].is_string());
+    assert_eq!(exchange().await?.status(), 400, "single use");
+    Ok(())
+}

@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod authorize;
 pub mod code;
+pub mod internal;
 pub mod introspect;
 pub mod keys;
 pub mod token;
@@ -49,6 +50,7 @@ pub async fn state(
         pages: admit_runtime::web::Pages::new(authorize::TEMPLATES)?,
         login_url: format!("{base}/login"),
         refresh_ttl_secs: settings.oauth.refresh_ttl_secs.max(60),
+        internal_token: settings.internal.token.expose_secret().to_owned(),
     }))
 }
 
@@ -85,6 +87,7 @@ pub fn configure(
             .route("/oauth/authorize", web::post().to(authorize::decide))
             .route("/OAuth/authorize", web::post().to(authorize::decide))
             .route("/oauth/token", web::post().to(token::token))
+            .route("/internal/v1/codes", web::post().to(internal::mint_code))
             .route("/oauth/userinfo", web::get().to(code::userinfo))
             .route("/oauth/userinfo", web::post().to(code::userinfo))
             .route("/oauth/introspect", web::post().to(introspect::introspect))

@@ -26,6 +26,8 @@ pub struct TokenState {
     pub login_url: String,
     /// How long a user's grant (and so its refresh tokens) lasts.
     pub refresh_ttl_secs: i64,
+    /// The credential of internal endpoints (empty: they refuse everyone).
+    pub internal_token: String,
 }
 
 impl TokenState {
