@@ -797,3 +797,123 @@ async fn the_internal_endpoint_mints_a_code_the_partner_exchanges_once() -> anyh
     assert_eq!(exchange().await?.status(), 400, "single use");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_admin_api_manages_partners_and_changes_take_effect_at_once() -> anyhow::Result<()> {
+    let admin = admit_e2e::unique("adm_");
+    let p = Platform::production(&[("ADMIT__INTERNAL__ADMIN_TOKEN", admin.as_str())])?;
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>, auth: Option<&str>| {
+        let mut req = admit_e2e::http().request(method, format!("{}{path}", p.issuer));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        if let Some(a) = auth {
+            req = req.bearer_auth(a);
+        }
+        async move {
+            let res = req.send().await?;
+            let status = res.status().as_u16();
+            anyhow::Ok((status, res.json::<Value>().await.unwrap_or(Value::Null)))
+        }
+    };
+    let post = reqwest::Method::POST;
+    let partner = serde_json::json!({"name": "Admin-made"});
+    assert_eq!(
+        call(
+            post.clone(),
+            "/admin/v1/partners",
+            Some(partner.clone()),
+            None
+        )
+        .await?
+        .0,
+        401
+    );
+    assert_eq!(
+        call(
+            post.clone(),
+            "/admin/v1/partners",
+            Some(partner.clone()),
+            Some("nope")
+        )
+        .await?
+        .0,
+        401
+    );
+    let (status, bad) = call(
+        post.clone(),
+        "/admin/v1/partners",
+        Some(serde_json::json!({"name": ""})),
+        Some(&admin),
+    )
+    .await?;
+    assert_eq!((status, bad["field"].as_str()), (400, Some("name")));
+    let (status, created) = call(
+        post.clone(),
+        "/admin/v1/partners",
+        Some(partner),
+        Some(&admin),
+    )
+    .await?;
+    assert_eq!(status, 201);
+    let pid = created["partner_id"]
+        .as_str()
+        .context("partner_id")?
+        .to_owned();
+    let (status, client) = call(
+        post.clone(),
+        "/admin/v1/clients",
+        Some(serde_json::json!({"partner_id": pid, "name": "svc", "grants": ["client_credentials"], "scopes": ["accounts:create"]})),
+        Some(&admin),
+    )
+    .await?;
+    assert_eq!(status, 201, "{client}");
+    // The new client works at once, without a restart.
+    let res = admit_e2e::http()
+        .post(format!("{}/oauth/token", p.issuer))
+        .basic_auth(
+            client["client_id"].as_str().unwrap_or_default(),
+            client["client_secret"].as_str(),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await?;
+    assert_eq!(res.status(), 200);
+    let (status, key) = call(
+        post.clone(),
+        &format!("/admin/v1/partners/{pid}/api-keys"),
+        None,
+        Some(&admin),
+    )
+    .await?;
+    assert_eq!(status, 201);
+    assert!(key["api_key"]
+        .as_str()
+        .is_some_and(|k| k.starts_with("ak_")));
+    let kid = key["key_id"].as_str().context("key_id")?;
+    let path = format!("/admin/v1/api-keys/{kid}");
+    assert_eq!(
+        call(reqwest::Method::DELETE, &path, None, Some(&admin))
+            .await?
+            .0,
+        204
+    );
+    assert_eq!(
+        call(reqwest::Method::DELETE, &path, None, Some(&admin))
+            .await?
+            .0,
+        404
+    );
+    let (status, codes) = call(
+        post,
+        &format!("/admin/v1/partners/{pid}/plan-codes"),
+        Some(serde_json::json!({"codes": ["GOLD", "SILVER"]})),
+        Some(&admin),
+    )
+    .await?;
+    assert_eq!(
+        (status, codes["plan_codes"].clone()),
+        (200, serde_json::json!(["GOLD", "SILVER"]))
+    );
+    Ok(())
+}

@@ -109,12 +109,15 @@ impl Default for RedisSettings {
 pub struct InternalSettings {
     /// The credential services present to each other's internal endpoints.
     pub token: SecretString,
+    /// The operators' credential for the admin API (`/admin/v1/…`).
+    pub admin_token: SecretString,
 }
 
 impl Default for InternalSettings {
     fn default() -> Self {
         Self {
             token: SecretString::from(""),
+            admin_token: SecretString::from(""),
         }
     }
 }

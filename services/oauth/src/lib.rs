@@ -12,6 +12,7 @@
 //! - [`admin`]: the operator actions on partners, clients, API keys and plan codes.
 
 pub mod admin;
+pub mod admin_api;
 pub mod authorize;
 pub mod code;
 pub mod internal;
@@ -51,6 +52,8 @@ pub async fn state(
         login_url: format!("{base}/login"),
         refresh_ttl_secs: settings.oauth.refresh_ttl_secs.max(60),
         internal_token: settings.internal.token.expose_secret().to_owned(),
+        admin_token: settings.internal.admin_token.expose_secret().to_owned(),
+        default_access_ttl: settings.oauth.access_ttl_secs,
     }))
 }
 
@@ -88,6 +91,7 @@ pub fn configure(
             .route("/OAuth/authorize", web::post().to(authorize::decide))
             .route("/oauth/token", web::post().to(token::token))
             .route("/internal/v1/codes", web::post().to(internal::mint_code))
+            .configure(admin_api::routes)
             .route("/oauth/userinfo", web::get().to(code::userinfo))
             .route("/oauth/userinfo", web::post().to(code::userinfo))
             .route("/oauth/introspect", web::post().to(introspect::introspect))

@@ -28,6 +28,10 @@ pub struct TokenState {
     pub refresh_ttl_secs: i64,
     /// The credential of internal endpoints (empty: they refuse everyone).
     pub internal_token: String,
+    /// The credential of the admin API (empty: it refuses everyone).
+    pub admin_token: String,
+    /// Access token lifetime of clients created without their own.
+    pub default_access_ttl: u32,
 }
 
 impl TokenState {
