@@ -917,3 +917,39 @@ async fn the_admin_api_manages_partners_and_changes_take_effect_at_once() -> any
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn rs256_and_eddsa_are_selectable_and_verify_against_the_jwks() -> anyhow::Result<()> {
+    for (alg, kty) in [("RS256", "RSA"), ("EdDSA", "OKP")] {
+        let p = Platform::embedded(&[("ADMIT__OAUTH__SIGNING_ALG", alg)])?;
+        let c = p.client("http://127.0.0.1:9/cb", ALL_GRANTS, false)?;
+        let body: Value = admit_e2e::http()
+            .post(format!("{}/oauth/token", p.issuer))
+            .basic_auth(&c.id, c.secret.as_deref())
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await?
+            .json()
+            .await?;
+        let token = body["access_token"].as_str().context("access_token")?;
+        let header = jsonwebtoken::decode_header(token)?;
+        assert_eq!(format!("{:?}", header.alg), alg);
+        let jwks: Value = admit_e2e::http()
+            .get(format!("{}/oauth/jwks", p.issuer))
+            .send()
+            .await?
+            .json()
+            .await?;
+        assert_eq!(jwks["keys"][0]["kty"], kty);
+        let claims = verify_access_token(&p.issuer, token).await?;
+        assert_eq!(claims["client_id"], c.id.as_str());
+        let meta: Value = admit_e2e::http()
+            .get(format!("{}/.well-known/openid-configuration", p.issuer))
+            .send()
+            .await?
+            .json()
+            .await?;
+        assert_eq!(meta["id_token_signing_alg_values_supported"][0], alg);
+    }
+    Ok(())
+}

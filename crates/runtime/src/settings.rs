@@ -177,6 +177,9 @@ pub struct OAuthSettings {
     /// 32 random bytes, base64: the signing keys are stored encrypted under it.
     /// Required outside the embedded default (which keeps one in its data directory).
     pub key_encryption_key: SecretString,
+    /// `ES256` (default), `RS256` or `EdDSA`: the algorithm of new signing keys (a
+    /// first key, and every rotation).
+    pub signing_alg: String,
 }
 
 impl Default for OAuthSettings {
@@ -188,6 +191,7 @@ impl Default for OAuthSettings {
             key_refresh_secs: 30,
             refresh_ttl_secs: 30 * 86_400,
             key_encryption_key: SecretString::from(""),
+            signing_alg: "ES256".into(),
         }
     }
 }

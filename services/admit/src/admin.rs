@@ -208,9 +208,10 @@ pub async fn keys(cmd: KeysCmd, settings: &Settings) -> anyhow::Result<()> {
         None => settings.oauth.key_encryption_key.expose_secret().to_owned(),
     };
     let kek = admit_oauth::keys::Kek::from_base64(&kek)?;
+    let alg = admit_oauth::keys::algorithm(&settings.oauth.signing_alg)?;
     let kid = db
         .write(move |c| {
-            admit_oauth::keys::rotate(c, &kek, keep)
+            admit_oauth::keys::rotate(c, &kek, alg, keep)
                 .map_err(|e| admit_store::StoreError::Internal(e.to_string()))
         })
         .await?;

@@ -17,8 +17,8 @@ pub fn verify(state: &TokenState, token: &str) -> Option<Value> {
         return None;
     }
     let keys = state.keys.current();
-    let key = keys.decoding.get(header.kid.as_deref()?)?;
-    let mut validation = Validation::new(keys.algorithm);
+    let (key, alg) = keys.decoding.get(header.kid.as_deref()?)?;
+    let mut validation = Validation::new(*alg);
     validation.set_issuer(&[&state.issuer]);
     validation.set_audience(&[&state.audience]);
     validation.leeway = 0;

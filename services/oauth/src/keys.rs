@@ -1,4 +1,5 @@
-//! Token signing keys: ES256 (P-256) key pairs generated with aws-lc-rs, kept in the
+//! Token signing keys: ES256 (P-256, the default), RS256 (RSA 2048) or EdDSA (Ed25519)
+//! key pairs, per `oauth.signing_alg`, generated with aws-lc-rs, kept in the
 //! database encrypted (AES-256-GCM under the key-encryption key of
 //! `oauth.key_encryption_key`, the key id as associated data), the newest one
 //! signing. A rotation adds a new key and keeps the old ones
@@ -94,35 +95,115 @@ impl Kek {
 /// private key, which must not happen per token.
 pub struct KeySet {
     pub kid: String,
+    /// The active key's algorithm.
     pub algorithm: Algorithm,
     pub encoding: EncodingKey,
-    pub decoding: HashMap<String, DecodingKey>,
+    /// Every published key by id, with its own algorithm (a token is verified with
+    /// the algorithm of its key, never the one its header claims).
+    pub decoding: HashMap<String, (DecodingKey, Algorithm)>,
     /// `{"keys": [...]}`, ready to serve.
     pub jwks: serde_json::Value,
 }
 
-/// A new ES256 key as stored.
-pub fn generate_es256(kek: &Kek) -> Result<SigningKeyRow, KeyError> {
-    let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-        .map_err(|_| KeyError::Generate)?;
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
-        .map_err(|_| KeyError::Generate)?;
-    // Uncompressed point: 0x04 || x (32 bytes) || y (32 bytes).
-    let point = pair.public_key().as_ref();
-    if point.len() != 65 {
-        return Err(KeyError::Generate);
+/// Parses `oauth.signing_alg`.
+pub fn algorithm(name: &str) -> Result<Algorithm, KeyError> {
+    match name {
+        "ES256" => Ok(Algorithm::ES256),
+        "RS256" => Ok(Algorithm::RS256),
+        "EdDSA" => Ok(Algorithm::EdDSA),
+        other => Err(KeyError::Corrupt(
+            "oauth.signing_alg".into(),
+            format!("{other} is not ES256, RS256 or EdDSA"),
+        )),
     }
+}
+
+/// The RFC 8017 `RSAPrivateKey` inside a PKCS#8 `PrivateKeyInfo` (what jsonwebtoken
+/// takes for RS256): the content of its third element, an OCTET STRING.
+fn pkcs8_inner(der: &[u8]) -> Option<&[u8]> {
+    // One DER element at `at`: (content start, content end).
+    fn element(der: &[u8], at: usize) -> Option<(usize, usize)> {
+        let first = *der.get(at + 1)?;
+        let (len, start) = if first < 0x80 {
+            (usize::from(first), at + 2)
+        } else {
+            let n = usize::from(first & 0x7f);
+            let bytes = der.get(at + 2..at + 2 + n)?;
+            (
+                bytes
+                    .iter()
+                    .fold(0usize, |acc, b| (acc << 8) | usize::from(*b)),
+                at + 2 + n,
+            )
+        };
+        Some((start, start.checked_add(len)?))
+    }
+    let (body, _) = element(der, 0)?; // SEQUENCE
+    let (_, version_end) = element(der, body)?; // INTEGER 0
+    let (_, alg_end) = element(der, version_end)?; // AlgorithmIdentifier
+    if der.get(alg_end)? != &0x04 {
+        return None;
+    }
+    let (key, key_end) = element(der, alg_end)?;
+    der.get(key..key_end)
+}
+
+/// A new key of `alg`, as stored (the private part sealed under `kek`).
+pub fn generate(alg: Algorithm, kek: &Kek) -> Result<SigningKeyRow, KeyError> {
+    use aws_lc_rs::encoding::AsDer;
     let kid = admit_domain::secret::identifier("k");
-    let jwk = serde_json::json!({
-        "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
-        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-        "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-    });
-    let private_der = kek.seal(&kid, pkcs8.as_ref())?;
+    let rng = SystemRandom::new();
+    let (name, private, jwk) = match alg {
+        Algorithm::ES256 => {
+            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| KeyError::Generate)?;
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+                .map_err(|_| KeyError::Generate)?;
+            // Uncompressed point: 0x04 || x (32 bytes) || y (32 bytes).
+            let point = pair.public_key().as_ref();
+            if point.len() != 65 {
+                return Err(KeyError::Generate);
+            }
+            let jwk = serde_json::json!({
+                "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+                "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+                "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+            });
+            ("ES256", pkcs8.as_ref().to_vec(), jwk)
+        }
+        Algorithm::EdDSA => {
+            let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+                .map_err(|_| KeyError::Generate)?;
+            let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+                .map_err(|_| KeyError::Generate)?;
+            let jwk = serde_json::json!({
+                "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": kid,
+                "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+            });
+            ("EdDSA", pkcs8.as_ref().to_vec(), jwk)
+        }
+        Algorithm::RS256 => {
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|_| KeyError::Generate)?;
+            let pkcs8 = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair)
+                .map_err(|_| KeyError::Generate)?;
+            let pkcs1 = pkcs8_inner(pkcs8.as_ref())
+                .ok_or(KeyError::Generate)?
+                .to_vec();
+            let public = pair.public_key();
+            let jwk = serde_json::json!({
+                "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+                "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+                "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
+            });
+            ("RS256", pkcs1, jwk)
+        }
+        _ => return Err(KeyError::Generate),
+    };
+    let private_der = kek.seal(&kid, &private)?;
     Ok(SigningKeyRow {
         kid,
-        alg: "ES256".into(),
+        alg: name.into(),
         private_der,
         public_jwk: jwk.to_string(),
         created_at: admit_store::now(),
@@ -135,24 +216,32 @@ fn build(rows: &[SigningKeyRow], kek: &Kek) -> Result<Option<KeySet>, KeyError> 
         return Ok(None);
     };
     let der = kek.open(&active.kid, &active.private_der)?;
-    let encoding = EncodingKey::from_ec_der(&der);
+    let active_alg = algorithm(&active.alg)?;
+    let encoding = match active_alg {
+        Algorithm::RS256 => EncodingKey::from_rsa_der(&der),
+        Algorithm::EdDSA => EncodingKey::from_ed_der(&der),
+        _ => EncodingKey::from_ec_der(&der),
+    };
     let mut decoding = HashMap::new();
     let mut jwks = Vec::new();
     for row in rows {
-        let jwk: serde_json::Value = serde_json::from_str(&row.public_jwk)
-            .map_err(|e| KeyError::Corrupt(row.kid.clone(), e.to_string()))?;
-        let (x, y) = (
-            jwk["x"].as_str().unwrap_or_default(),
-            jwk["y"].as_str().unwrap_or_default(),
-        );
-        let key = DecodingKey::from_ec_components(x, y)
-            .map_err(|e| KeyError::Corrupt(row.kid.clone(), e.to_string()))?;
-        decoding.insert(row.kid.clone(), key);
+        let corrupt = |e: &dyn std::fmt::Display| KeyError::Corrupt(row.kid.clone(), e.to_string());
+        let jwk: serde_json::Value =
+            serde_json::from_str(&row.public_jwk).map_err(|e| corrupt(&e))?;
+        let part = |k: &str| jwk[k].as_str().unwrap_or_default();
+        let alg = algorithm(&row.alg)?;
+        let key = match alg {
+            Algorithm::RS256 => DecodingKey::from_rsa_components(part("n"), part("e")),
+            Algorithm::EdDSA => DecodingKey::from_ed_components(part("x")),
+            _ => DecodingKey::from_ec_components(part("x"), part("y")),
+        }
+        .map_err(|e| corrupt(&e))?;
+        decoding.insert(row.kid.clone(), (key, alg));
         jwks.push(jwk);
     }
     Ok(Some(KeySet {
         kid: active.kid.clone(),
-        algorithm: Algorithm::ES256,
+        algorithm: active_alg,
         encoding,
         decoding,
         jwks: serde_json::json!({ "keys": jwks }),
@@ -163,9 +252,10 @@ fn build(rows: &[SigningKeyRow], kek: &Kek) -> Result<Option<KeySet>, KeyError> 
 pub fn rotate(
     conn: &mut admit_store::AnyConnection,
     kek: &Kek,
+    alg: Algorithm,
     publish_old: chrono::Duration,
 ) -> Result<String, KeyError> {
-    let row = generate_es256(kek)?;
+    let row = generate(alg, kek)?;
     let kid = row.kid.clone();
     partners::insert_signing_key(conn, &row)?;
     partners::retire_signing_keys_except(conn, &kid, admit_store::now() + publish_old)?;
@@ -177,28 +267,31 @@ pub fn rotate(
 pub struct KeyRing {
     db: Db,
     kek: Kek,
+    /// The algorithm of a first key (a change applies from the next rotation).
+    alg: Algorithm,
     current: Arc<RwLock<Arc<KeySet>>>,
 }
 
 impl KeyRing {
     /// Loads the keys, creating the first one if there is none.
-    pub async fn load(db: Db, kek: Kek) -> Result<Self, KeyError> {
-        let set = Self::read(&db, &kek, true).await?;
+    pub async fn load(db: Db, kek: Kek, alg: Algorithm) -> Result<Self, KeyError> {
+        let set = Self::read(&db, &kek, alg, true).await?;
         Ok(Self {
             db,
             kek,
+            alg,
             current: Arc::new(RwLock::new(Arc::new(set))),
         })
     }
 
-    async fn read(db: &Db, kek: &Kek, create: bool) -> Result<KeySet, KeyError> {
+    async fn read(db: &Db, kek: &Kek, alg: Algorithm, create: bool) -> Result<KeySet, KeyError> {
         let sealing = kek.clone();
         let rows = db
             .write(move |conn| {
                 let now = admit_store::now();
                 let mut rows = partners::published_signing_keys(conn, now)?;
                 if rows.is_empty() && create {
-                    let row = generate_es256(&sealing)
+                    let row = generate(alg, &sealing)
                         .map_err(|e| admit_store::StoreError::Internal(e.to_string()))?;
                     partners::insert_signing_key(conn, &row)?;
                     rows = partners::published_signing_keys(conn, now)?;
@@ -217,7 +310,7 @@ impl KeyRing {
     }
 
     pub async fn refresh(&self) -> Result<(), KeyError> {
-        let set = Arc::new(Self::read(&self.db, &self.kek, true).await?);
+        let set = Arc::new(Self::read(&self.db, &self.kek, self.alg, true).await?);
         match self.current.write() {
             Ok(mut g) => *g = set,
             Err(poisoned) => *poisoned.into_inner() = set,
@@ -246,7 +339,7 @@ mod tests {
     #[test]
     fn keys_are_sealed_and_open_only_with_their_kek_and_kid() {
         let kek = Kek::from_base64(&Kek::generate_base64().expect("kek")).expect("kek");
-        let row = generate_es256(&kek).expect("key");
+        let row = generate(Algorithm::ES256, &kek).expect("key");
         assert!(row.private_der.starts_with(SEALED_PREFIX));
         let der = kek.open(&row.kid, &row.private_der).expect("opens");
         assert!(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der).is_ok());
@@ -254,6 +347,19 @@ mod tests {
         let other = Kek::from_base64(&Kek::generate_base64().expect("kek")).expect("kek");
         assert!(other.open(&row.kid, &row.private_der).is_err());
         assert!(Kek::from_base64("").is_err());
+        for alg in [Algorithm::RS256, Algorithm::EdDSA, Algorithm::ES256] {
+            let row = generate(alg, &kek).expect("key");
+            let set = build(&[row], &kek).expect("builds").expect("a set");
+            let mut h = jsonwebtoken::Header::new(alg);
+            h.kid = Some(set.kid.clone());
+            let t = jsonwebtoken::encode(&h, &serde_json::json!({"sub": "x"}), &set.encoding)
+                .expect("signs");
+            let (key, a) = &set.decoding[&set.kid];
+            let mut v = jsonwebtoken::Validation::new(*a);
+            v.required_spec_claims.clear();
+            v.validate_exp = false;
+            jsonwebtoken::decode::<serde_json::Value>(&t, key, &v).expect("verifies");
+        }
         assert!(Kek::from_base64("c2hvcnQ=").is_err());
     }
 }

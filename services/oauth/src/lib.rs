@@ -35,7 +35,8 @@ pub async fn state(
     stop: CancellationToken,
 ) -> anyhow::Result<web::Data<TokenState>> {
     let kek = keys::Kek::from_base64(settings.oauth.key_encryption_key.expose_secret())?;
-    let keys = keys::KeyRing::load(db.clone(), kek).await?;
+    let alg = keys::algorithm(&settings.oauth.signing_alg)?;
+    let keys = keys::KeyRing::load(db.clone(), kek, alg).await?;
     tokio::spawn(keys.clone().run_refresh(
         Duration::from_secs(settings.oauth.key_refresh_secs.max(1)),
         stop.clone(),
