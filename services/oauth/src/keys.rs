@@ -64,7 +64,8 @@ pub fn generate_es256() -> Result<SigningKeyRow, KeyError> {
     })
 }
 
-fn build(rows: &[SigningKeyRow]) -> Result<Option<KeySet>, KeyError> {
+/// The key set of `rows` (newest first), the first one signing.
+pub fn build(rows: &[SigningKeyRow]) -> Result<Option<KeySet>, KeyError> {
     let Some(active) = rows.first() else {
         return Ok(None);
     };
