@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod authorize;
+pub mod clients;
 pub mod code;
 pub mod introspect;
 pub mod keys;
@@ -47,6 +48,7 @@ pub async fn state(
         pages: admit_runtime::web::Pages::new(authorize::TEMPLATES)?,
         login_url: format!("{base}/login"),
         refresh_ttl_secs: settings.oauth.refresh_ttl_secs.max(60),
+        clients: clients::ClientCache::default(),
     }))
 }
 

@@ -8,7 +8,7 @@ use crate::keys::KeyRing;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use admit_domain::secret;
-use admit_store::partners::{self, ClientRow};
+use admit_store::partners::ClientRow;
 use admit_store::Db;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -26,16 +26,16 @@ pub struct TokenState {
     pub login_url: String,
     /// How long a user's grant (and so its refresh tokens) lasts.
     pub refresh_ttl_secs: i64,
+    /// Active clients, trusted for at most [`crate::clients::TTL`].
+    pub clients: crate::clients::ClientCache,
 }
 
 impl TokenState {
-    /// A client that has not been revoked.
+    /// A client that has not been revoked (revocations take effect within
+    /// [`crate::clients::TTL`]).
     pub async fn client(&self, id: &str) -> Result<Option<ClientRow>, String> {
-        let id = id.to_owned();
-        self.db
-            .run(move |c| partners::active_client(c, &id))
-            .await
-            .map_err(|e| e.to_string())
+        let row = self.clients.get(&self.db, id).await?;
+        Ok(row.map(|r| ClientRow::clone(&r)))
     }
 }
 
