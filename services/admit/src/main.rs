@@ -56,6 +56,14 @@ enum Command {
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
     },
+    /// Measure this machine's raw ES256 signing rate of access tokens, signed as the
+    /// token endpoint signs them (the ceiling of client_credentials grants per second).
+    BenchSign {
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -99,18 +107,74 @@ fn main() -> anyhow::Result<()> {
             bench_hash(threads, seconds);
             Ok(())
         }
+        Command::BenchSign { threads, seconds } => bench_sign(threads, seconds),
     }
 }
 
-/// Hashes on `threads` threads (0: one per core) for `seconds`, and prints the rate.
-fn bench_hash(threads: usize, seconds: f64) {
-    let threads = if threads == 0 {
+fn bench_threads(threads: usize) -> usize {
+    if threads == 0 {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
     } else {
         threads
-    };
+    }
+}
+
+/// Signs access tokens on `threads` threads (0: one per core) for `seconds` with a
+/// fresh ES256 key, the header and claims of a client_credentials token, and prints
+/// the rate.
+fn bench_sign(threads: usize, seconds: f64) -> anyhow::Result<()> {
+    let threads = bench_threads(threads);
+    let kek = admit_oauth::keys::Kek::from_base64(&admit_oauth::keys::Kek::generate_base64()?)?;
+    let row = admit_oauth::keys::generate(jsonwebtoken::Algorithm::ES256, &kek)?;
+    let keys = std::sync::Arc::new(
+        admit_oauth::keys::build(&[row], &kek)?.ok_or_else(|| anyhow::anyhow!("no signing key"))?,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds);
+    let start = std::time::Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let keys = keys.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while std::time::Instant::now() < deadline {
+                    let now = chrono::Utc::now().timestamp();
+                    let mut header = jsonwebtoken::Header::new(keys.algorithm);
+                    header.typ = Some("at+jwt".into());
+                    header.kid = Some(keys.kid.clone());
+                    let claims = admit_oauth::token::AccessClaims {
+                        iss: "http://127.0.0.1:8080",
+                        sub: "c_0123456789abcdef0123456789abcdef",
+                        aud: "http://127.0.0.1:8080",
+                        exp: now + 3600,
+                        iat: now,
+                        jti: uuid::Uuid::new_v4().to_string(),
+                        client_id: "c_0123456789abcdef0123456789abcdef",
+                        scope: "accounts:create",
+                        partner_id: "p_0123456789abcdef0123456789abcdef",
+                        gid: None,
+                    };
+                    if jsonwebtoken::encode(&header, &claims, &keys.encoding).is_ok() {
+                        n += 1;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"threads": threads, "tokens": total, "seconds": elapsed, "tokens_per_second": total as f64 / elapsed})
+    );
+    Ok(())
+}
+
+/// Hashes on `threads` threads (0: one per core) for `seconds`, and prints the rate.
+fn bench_hash(threads: usize, seconds: f64) {
+    let threads = bench_threads(threads);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds);
     let start = std::time::Instant::now();
     let handles: Vec<_> = (0..threads)

@@ -211,7 +211,8 @@ pub fn generate(alg: Algorithm, kek: &Kek) -> Result<SigningKeyRow, KeyError> {
     })
 }
 
-fn build(rows: &[SigningKeyRow], kek: &Kek) -> Result<Option<KeySet>, KeyError> {
+/// The key set of `rows` (newest first), the first one signing.
+pub fn build(rows: &[SigningKeyRow], kek: &Kek) -> Result<Option<KeySet>, KeyError> {
     let Some(active) = rows.first() else {
         return Ok(None);
     };

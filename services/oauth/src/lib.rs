@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod admin_api;
 pub mod authorize;
+pub mod clients;
 pub mod code;
 pub mod internal;
 pub mod introspect;
@@ -55,6 +56,7 @@ pub async fn state(
         internal_token: settings.internal.token.expose_secret().to_owned(),
         admin_token: settings.internal.admin_token.expose_secret().to_owned(),
         default_access_ttl: settings.oauth.access_ttl_secs,
+        clients: clients::ClientCache::default(),
     }))
 }
 

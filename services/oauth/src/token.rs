@@ -8,7 +8,7 @@ use crate::keys::KeyRing;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use admit_domain::secret;
-use admit_store::partners::{self, ClientRow};
+use admit_store::partners::ClientRow;
 use admit_store::Db;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -32,16 +32,16 @@ pub struct TokenState {
     pub admin_token: String,
     /// Access token lifetime of clients created without their own.
     pub default_access_ttl: u32,
+    /// Active clients, trusted for at most [`crate::clients::TTL`].
+    pub clients: crate::clients::ClientCache,
 }
 
 impl TokenState {
-    /// A client that has not been revoked.
+    /// A client that has not been revoked (revocations take effect within
+    /// [`crate::clients::TTL`]).
     pub async fn client(&self, id: &str) -> Result<Option<ClientRow>, String> {
-        let id = id.to_owned();
-        self.db
-            .run(move |c| partners::active_client(c, &id))
-            .await
-            .map_err(|e| e.to_string())
+        let row = self.clients.get(&self.db, id).await?;
+        Ok(row.map(|r| ClientRow::clone(&r)))
     }
 }
 
