@@ -11,24 +11,12 @@
 //! - `POST /admin/v1/partners/{id}/plan-codes` `{codes: [...]}` → 200 `{partner_id, plan_codes}`
 
 use crate::admin::{self, AdminError, NewClient};
+use crate::internal::authorized;
 use crate::token::TokenState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
-
-fn authorized(req: &HttpRequest, token: &str) -> bool {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    !token.is_empty()
-        && given.len() == token.len()
-        && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
-}
 
 fn answer(status: u16, body: serde_json::Value) -> HttpResponse {
     HttpResponse::build(

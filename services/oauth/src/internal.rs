@@ -25,7 +25,9 @@ pub struct MintCode {
     pub scope: Option<String>,
 }
 
-fn authorized(req: &HttpRequest, token: &str) -> bool {
+/// Whether the request carries `Authorization: Bearer <token>` (constant-time); an
+/// empty `token` admits nobody. For the internal and admin endpoints.
+pub(crate) fn authorized(req: &HttpRequest, token: &str) -> bool {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
