@@ -18,6 +18,7 @@ use admit_store::partners::ClientRow;
 use admit_store::{accounts, now};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use chrono::NaiveDateTime;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -58,6 +59,18 @@ enum Outcome {
         refresh: Option<String>,
     },
     Refused(OAuthError),
+}
+
+/// The stored form of refresh token `token` of `grant`: its digest, expiring with the
+/// grant or after `ttl` seconds, whichever is first.
+fn refresh_row(token: &str, grant: &GrantRow, at: NaiveDateTime, ttl: i64) -> RefreshRow {
+    RefreshRow {
+        token_digest: secret::digest(token),
+        grant_id: grant.id.clone(),
+        created_at: at,
+        expires_at: grant.expires_at.min(at + chrono::Duration::seconds(ttl)),
+        used_at: None,
+    }
 }
 
 fn replayed(what: &str, grant_id: &str) -> OAuthError {
@@ -122,18 +135,7 @@ pub async fn redeem(
                 return Ok(Outcome::Refused(err(400, "invalid_grant", why)));
             }
             if let Some(token) = &refresh {
-                grants::insert_refresh(
-                    c,
-                    &RefreshRow {
-                        token_digest: secret::digest(token),
-                        grant_id: grant.id.clone(),
-                        created_at: at,
-                        expires_at: grant
-                            .expires_at
-                            .min(at + chrono::Duration::seconds(refresh_ttl)),
-                        used_at: None,
-                    },
-                )?;
+                grants::insert_refresh(c, &refresh_row(token, &grant, at, refresh_ttl))?;
             }
             Ok(Outcome::Issued { grant, refresh })
         })
@@ -191,18 +193,7 @@ pub async fn refresh(
                 }
                 grant.scope = wanted.join(" ");
             }
-            grants::insert_refresh(
-                c,
-                &RefreshRow {
-                    token_digest: secret::digest(&next),
-                    grant_id: grant.id.clone(),
-                    created_at: at,
-                    expires_at: grant
-                        .expires_at
-                        .min(at + chrono::Duration::seconds(refresh_ttl)),
-                    used_at: None,
-                },
-            )?;
+            grants::insert_refresh(c, &refresh_row(&next, &grant, at, refresh_ttl))?;
             Ok(Outcome::Issued {
                 grant,
                 refresh: Some(next),
