@@ -37,6 +37,7 @@ impl Topology {
                 "ADMIT__OAUTH__KEY_ENCRYPTION_KEY",
                 admit_e2e::test_kek().as_str(),
             ),
+            ("ADMIT__INTERNAL__LINK_KEY", admit_e2e::test_kek().as_str()),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

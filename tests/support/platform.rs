@@ -88,6 +88,7 @@ impl Platform {
             ("ADMIT__PUBLIC_BASE_URL", accounts.clone()),
             ("ADMIT__OAUTH__ISSUER", issuer.clone()),
             ("ADMIT__OAUTH__KEY_ENCRYPTION_KEY", crate::test_kek()),
+            ("ADMIT__INTERNAL__LINK_KEY", crate::test_kek()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

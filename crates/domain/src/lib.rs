@@ -17,7 +17,7 @@ pub mod username;
 pub use contact::{Contact, ContactKind, Email, Phone};
 pub use error::FieldError;
 pub use locale::Locale;
-pub use message::{Envelope, Notification};
+pub use message::{Envelope, Notification, PartnerBrand};
 pub use password::{Password, PasswordPolicy};
 pub use signup::{AccountType, NewAccount};
 pub use stage::Stage;

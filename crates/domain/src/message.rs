@@ -37,18 +37,83 @@ pub enum Notification {
         /// ISO 639-1 language to render in; the mailer falls back to English.
         language: String,
     },
+    /// SPEC §4: a partner created the account with `POST /api/account/`. Says who
+    /// holds the data on whose behalf, gives the username and the portal link, and a
+    /// set-password link (the token is derived from the message id with
+    /// [`crate::secret::link_token`]); never a password.
+    PartnerAccount {
+        to: String,
+        account_id: String,
+        partner: PartnerBrand,
+        full_name: Option<String>,
+        username: Option<String>,
+        language: String,
+    },
+    /// SPEC §6 `created`: welcome, and set your password (a derived link token).
+    SetPassword {
+        to: String,
+        account_id: String,
+        partner: PartnerBrand,
+        full_name: Option<String>,
+        language: String,
+    },
+    /// SPEC §6 `existing`: the address already has an account, now linked to the
+    /// partner; a login link and a reset link (a derived set-password token).
+    AlreadyRegistered {
+        to: String,
+        account_id: String,
+        partner: PartnerBrand,
+        full_name: Option<String>,
+        language: String,
+    },
+    /// SPEC §6 `failed`: the partner's registration could not be completed, with the
+    /// reasons (sent only where the address can receive mail).
+    RegistrationFailed {
+        to: String,
+        partner: PartnerBrand,
+        full_name: Option<String>,
+        language: String,
+        reasons: Vec<String>,
+    },
+}
+
+/// What an email shows of the partner on whose behalf it is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerBrand {
+    pub name: String,
+    /// The partner's landing page (from the operator's configuration of the partner).
+    pub landing_url: Option<String>,
 }
 
 impl Notification {
     pub fn kind(&self) -> &'static str {
         match self {
             Notification::Welcome { .. } => "welcome",
+            Notification::PartnerAccount { .. } => "partner_account",
+            Notification::SetPassword { .. } => "set_password",
+            Notification::AlreadyRegistered { .. } => "already_registered",
+            Notification::RegistrationFailed { .. } => "registration_failed",
         }
     }
 
     pub fn recipient(&self) -> &str {
         match self {
-            Notification::Welcome { to, .. } => to,
+            Notification::Welcome { to, .. }
+            | Notification::PartnerAccount { to, .. }
+            | Notification::SetPassword { to, .. }
+            | Notification::AlreadyRegistered { to, .. }
+            | Notification::RegistrationFailed { to, .. } => to,
         }
+    }
+
+    /// Whether the email carries a set-password link, whose token the writer stores
+    /// (as a digest) and the mailer derives from the message id.
+    pub fn has_set_password_link(&self) -> bool {
+        matches!(
+            self,
+            Notification::PartnerAccount { .. }
+                | Notification::SetPassword { .. }
+                | Notification::AlreadyRegistered { .. }
+        )
     }
 }

@@ -37,6 +37,27 @@ pub fn verify(secret: &str, stored: &str) -> bool {
     d.len() == stored.len() && bool::from(d.as_bytes().ct_eq(stored.as_bytes()))
 }
 
+/// The token of a link in an email (set your password, reset it): an HMAC-SHA-256
+/// of the message id under the platform's link key. The service that writes the
+/// message stores only [`digest`] of the token and the queue carries only the message
+/// id, so neither the database nor the queue holds a usable link; the mailer derives
+/// the token again when it renders the email. 256 bits, base64url.
+pub fn link_token(link_key: &[u8], purpose: &str, message_id: &str) -> String {
+    use hmac::{Hmac, Mac};
+    // HMAC takes a key of any length: new_from_slice cannot fail for it.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(link_key) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC accepts keys of every length"),
+    };
+    mac.update(purpose.as_bytes());
+    mac.update(b"\0");
+    mac.update(message_id.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// Purposes of [`link_token`].
+pub const SET_PASSWORD: &str = "set-password";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +74,15 @@ mod tests {
         assert!(verify(&a, &d));
         assert!(!verify(&b, &d));
         assert!(!verify(&a, "short"));
+    }
+
+    #[test]
+    fn link_tokens_depend_on_key_purpose_and_message() {
+        let t = link_token(b"key-1", SET_PASSWORD, "m1");
+        assert_eq!(t.len(), 43);
+        assert_eq!(t, link_token(b"key-1", SET_PASSWORD, "m1"));
+        assert_ne!(t, link_token(b"key-2", SET_PASSWORD, "m1"));
+        assert_ne!(t, link_token(b"key-1", SET_PASSWORD, "m2"));
+        assert_ne!(t, link_token(b"key-1", "other", "m1"));
     }
 }

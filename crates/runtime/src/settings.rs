@@ -5,7 +5,7 @@
 //! output or logs.
 
 use admit_domain::{PasswordPolicy, Stage};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -111,6 +111,28 @@ pub struct InternalSettings {
     pub token: SecretString,
     /// The operators' credential for the admin API (`/admin/v1/…`).
     pub admin_token: SecretString,
+    /// 32 random bytes in base64, shared by the account service and the mailer: the
+    /// tokens of email links (set your password) are derived from it, so neither the
+    /// database nor the queue holds a usable link.
+    pub link_key: SecretString,
+}
+
+impl InternalSettings {
+    /// The decoded link key; refused unless it is at least 32 bytes of base64.
+    pub fn link_key(&self) -> Result<Vec<u8>, ConfigError> {
+        use base64::Engine as _;
+        let raw = self.link_key.expose_secret().trim();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw))
+            .unwrap_or_default();
+        if bytes.len() < 32 {
+            return Err(ConfigError(
+                "internal.link_key must be at least 32 random bytes in base64 (e.g. `openssl rand -base64 32`)".into(),
+            ));
+        }
+        Ok(bytes)
+    }
 }
 
 impl Default for InternalSettings {
@@ -118,6 +140,7 @@ impl Default for InternalSettings {
         Self {
             token: SecretString::from(""),
             admin_token: SecretString::from(""),
+            link_key: SecretString::from(""),
         }
     }
 }

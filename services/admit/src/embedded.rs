@@ -40,10 +40,22 @@ impl Default for ServeArgs {
 /// (`signing-keys.kek`, created on first use, readable by the owner only). It lives
 /// beside the database, not in it: a copy of the database alone cannot sign tokens.
 pub fn key_encryption_key(dir: &Path) -> anyhow::Result<String> {
+    data_dir_key(dir, "signing-keys.kek")
+}
+
+/// The data directory's key of email links (`mail-links.key`, `internal.link_key`),
+/// created on first use like the key-encryption key, so links in emails sent before
+/// a restart keep working after it.
+pub fn link_key(dir: &Path) -> anyhow::Result<String> {
+    data_dir_key(dir, "mail-links.key")
+}
+
+/// 32 random bytes in base64 kept in `dir/file`, readable by the owner only.
+fn data_dir_key(dir: &Path, file: &str) -> anyhow::Result<String> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     std::fs::create_dir_all(dir)?;
-    let path = dir.join("signing-keys.kek");
+    let path = dir.join(file);
     match std::fs::read_to_string(&path) {
         Ok(k) => Ok(k.trim().to_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -84,6 +96,9 @@ pub async fn serve(
     }
     if !configured("ADMIT__OAUTH__KEY_ENCRYPTION_KEY") {
         settings.oauth.key_encryption_key = key_encryption_key(&args.data_dir)?.into();
+    }
+    if !configured("ADMIT__INTERNAL__LINK_KEY") {
+        settings.internal.link_key = link_key(&args.data_dir)?.into();
     }
     let db = Db::connect(&sqlite_url(&args.data_dir)?, 8)?;
     db.migrate()?;
