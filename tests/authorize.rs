@@ -34,28 +34,7 @@ fn browser_login_and_consent(
     password: &str,
     redirect_uri: &str,
 ) -> anyhow::Result<()> {
-    use headless_chrome::{Browser, LaunchOptions};
-    use std::ffi::OsStr;
-    let chromium =
-        std::env::var("ADMIT_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let profile = tempfile::tempdir()?;
-    let browser = Browser::new(
-        LaunchOptions::default_builder()
-            .path(Some(chromium.into()))
-            .headless(true)
-            .sandbox(false)
-            .user_data_dir(Some(profile.path().to_path_buf()))
-            .idle_browser_timeout(Duration::from_secs(120))
-            .args(vec![
-                OsStr::new("--disable-gpu"),
-                OsStr::new("--disable-quic"),
-                OsStr::new("--no-first-run"),
-                OsStr::new("--disable-background-networking"),
-                OsStr::new("--disable-component-update"),
-                OsStr::new("--disable-sync"),
-            ])
-            .build()?,
-    )?;
+    let (browser, _profile) = admit_e2e::platform::chromium()?;
     let tab = browser.new_tab()?;
     tab.set_default_timeout(Duration::from_secs(60));
     tab.navigate_to(url)?;

@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod platform;
+pub mod topology;
 
 pub use admit_store::testing::TestDatabase;
 

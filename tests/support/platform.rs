@@ -450,3 +450,31 @@ impl Agent {
         })
     }
 }
+
+/// Headless Chromium (`ADMIT_TEST_CHROMIUM`, else /usr/bin/chromium) with a fresh
+/// profile; keep the directory as long as the browser.
+pub fn chromium() -> anyhow::Result<(headless_chrome::Browser, tempfile::TempDir)> {
+    use headless_chrome::{Browser, LaunchOptions};
+    use std::ffi::OsStr;
+    let chromium =
+        std::env::var("ADMIT_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let profile = tempfile::tempdir()?;
+    let browser = Browser::new(
+        LaunchOptions::default_builder()
+            .path(Some(chromium.into()))
+            .headless(true)
+            .sandbox(false)
+            .user_data_dir(Some(profile.path().to_path_buf()))
+            .idle_browser_timeout(Duration::from_secs(120))
+            .args(vec![
+                OsStr::new("--disable-gpu"),
+                OsStr::new("--disable-quic"),
+                OsStr::new("--no-first-run"),
+                OsStr::new("--disable-background-networking"),
+                OsStr::new("--disable-component-update"),
+                OsStr::new("--disable-sync"),
+            ])
+            .build()?,
+    )?;
+    Ok((browser, profile))
+}

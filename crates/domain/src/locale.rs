@@ -54,6 +54,13 @@ impl Locale {
     }
 }
 
+/// An ISO 639-1 language code in any case (`FR`, `nl`), lower-cased; `None` for
+/// anything that is not one.
+pub fn iso639_1(code: &str) -> Option<String> {
+    let lower = code.trim().to_ascii_lowercase();
+    (lower.len() == 2 && isolang::Language::from_639_1(&lower).is_some()).then_some(lower)
+}
+
 impl TryFrom<String> for Locale {
     type Error = FieldError;
     fn try_from(s: String) -> Result<Self, Self::Error> {

@@ -30,6 +30,11 @@ pub fn digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// The hex SHA-256 of bytes (a request body, for idempotency).
+pub fn digest_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// Whether `secret` is the one whose digest is `stored`, in time independent of
 /// where they differ.
 pub fn verify(secret: &str, stored: &str) -> bool {

@@ -164,6 +164,12 @@ pub struct AccountSettings {
     pub login_failures_per_account: u32,
     pub login_failures_per_address: u32,
     pub login_window_secs: u64,
+    /// How long a set-password link works (7 days).
+    pub password_link_ttl_secs: i64,
+    /// `user.create`: most users in one request (more answer 413), and the body
+    /// limit of that endpoint.
+    pub batch_max_users: usize,
+    pub batch_max_body_bytes: usize,
 }
 
 impl Default for AccountSettings {
@@ -178,6 +184,9 @@ impl Default for AccountSettings {
             login_failures_per_account: 5,
             login_failures_per_address: 50,
             login_window_secs: 900,
+            password_link_ttl_secs: 7 * 24 * 3600,
+            batch_max_users: 10_000,
+            batch_max_body_bytes: 16 * 1024 * 1024,
         }
     }
 }

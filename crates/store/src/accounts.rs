@@ -52,6 +52,22 @@ pub fn insert(
     Ok(())
 }
 
+/// Inserts many accounts and their contacts with multi-row statements (a chunk of
+/// rows each), for batch registration. Same guarantees as [`insert`].
+pub fn insert_many(
+    conn: &mut AnyConnection,
+    account_rows: &[AccountRow],
+    contact_rows: &[ContactRow],
+) -> Result<(), StoreError> {
+    for chunk in account_rows.chunks(crate::registrations::INSERT_CHUNK) {
+        crate::insert_rows!(conn, accounts::table, chunk)?;
+    }
+    for chunk in contact_rows.chunks(crate::registrations::INSERT_CHUNK) {
+        crate::insert_rows!(conn, contacts::table, chunk)?;
+    }
+    Ok(())
+}
+
 pub fn find(conn: &mut AnyConnection, id: &str) -> Result<AccountRow, StoreError> {
     Ok(accounts::table
         .find(id)

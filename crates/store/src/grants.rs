@@ -58,6 +58,42 @@ pub struct RefreshRow {
 
 // --- sessions ---------------------------------------------------------------------
 
+/// How long a minted code (SPEC §4's `accessToken.code`) can be exchanged.
+pub const MINTED_CODE_TTL_SECS: i64 = 600;
+
+/// A grant of `scope` to `client_id` for `account_id` with an authorization code
+/// issued without a redirect URI: what a partner gets for an account it created
+/// (SPEC §4). Both rows go in one transaction: [`insert_grant`], [`insert_code`].
+pub fn minted_code(
+    client_id: &str,
+    account_id: &str,
+    scope: String,
+    code_digest: String,
+    now: NaiveDateTime,
+    grant_ttl_secs: i64,
+) -> (GrantRow, CodeRow) {
+    let grant = GrantRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        client_id: client_id.to_owned(),
+        account_id: account_id.to_owned(),
+        scope,
+        nonce: None,
+        auth_time: now,
+        created_at: now,
+        expires_at: now + chrono::Duration::seconds(grant_ttl_secs),
+        revoked_at: None,
+    };
+    let code = CodeRow {
+        code_digest,
+        grant_id: grant.id.clone(),
+        redirect_uri: String::new(),
+        code_challenge: None,
+        expires_at: now + chrono::Duration::seconds(MINTED_CODE_TTL_SECS),
+        used_at: None,
+    };
+    (grant, code)
+}
+
 pub fn insert_session(conn: &mut AnyConnection, row: &SessionRow) -> Result<(), StoreError> {
     diesel::insert_into(sessions::table)
         .values(row)

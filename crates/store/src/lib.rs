@@ -16,6 +16,7 @@ pub mod grants;
 pub mod mail;
 pub mod outbox;
 pub mod partners;
+pub mod registrations;
 pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -30,6 +31,21 @@ use std::time::Duration;
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// A multi-row `INSERT` of `$rows` into `$table` on either backend. diesel's
+/// `MultiConnection` cannot express batch inserts, so this dispatches to the
+/// concrete connection.
+#[macro_export]
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        match $conn {
+            $crate::AnyConnection::Pg(c) => diesel::insert_into($table).values($rows).execute(c),
+            $crate::AnyConnection::Sqlite(c) => {
+                diesel::insert_into($table).values($rows).execute(c)
+            }
+        }
+    };
+}
 
 /// A connection to either backend.
 #[derive(diesel::MultiConnection)]

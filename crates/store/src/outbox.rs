@@ -60,6 +60,37 @@ pub fn enqueue(
     Ok(())
 }
 
+/// Adds many messages with multi-row statements. Call inside the transaction of the
+/// change that causes them.
+pub fn enqueue_many(
+    conn: &mut AnyConnection,
+    topic: &str,
+    envelopes: &[Envelope],
+) -> Result<(), StoreError> {
+    let encoded = envelopes
+        .iter()
+        .map(|e| {
+            serde_json::to_string(e)
+                .map(|payload| (e.id.to_string(), payload, e.created_at.naive_utc()))
+                .map_err(|e| StoreError::Internal(format!("cannot encode message: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows: Vec<NewOutboxRow> = encoded
+        .iter()
+        .map(|(id, payload, at)| NewOutboxRow {
+            message_id: id,
+            topic,
+            payload,
+            created_at: *at,
+            deliveries: 0,
+        })
+        .collect();
+    for chunk in rows.chunks(crate::registrations::INSERT_CHUNK) {
+        crate::insert_rows!(conn, outbox::table, chunk)?;
+    }
+    Ok(())
+}
+
 pub fn mark_published(
     conn: &mut AnyConnection,
     seqs: &[i64],

@@ -172,6 +172,49 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    password_tokens (token_digest) {
+        token_digest -> Text,
+        account_id -> Text,
+        partner_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    memberships (partner_id, account_id) {
+        partner_id -> Text,
+        account_id -> Text,
+        employee_id -> Nullable<Text>,
+        email_normalized -> Nullable<Text>,
+        outcome -> Text,
+        attributes -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    registration_failures (partner_id, row_digest) {
+        partner_id -> Text,
+        row_digest -> Text,
+        reasons -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (partner_id, idem_key) {
+        partner_id -> Text,
+        idem_key -> Text,
+        request_digest -> Text,
+        status -> Integer,
+        response -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(contacts -> accounts (account_id));
 diesel::joinable!(clients -> partners (partner_id));
 diesel::joinable!(api_keys -> partners (partner_id));
@@ -192,5 +235,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     grants,
     auth_codes,
     refresh_tokens,
-    consents
+    consents,
+    password_tokens,
+    memberships,
+    registration_failures,
+    idempotency_keys
 );

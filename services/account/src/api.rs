@@ -69,13 +69,66 @@ pub struct ErrorBody {
     pub field: Option<String>,
 }
 
+/// The partner credentials the partner endpoints name.
+pub struct PartnerSecurity;
+
+impl utoipa::Modify for PartnerSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ClientCredentials, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Scopes, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "client_credentials",
+            SecurityScheme::OAuth2(OAuth2::new([Flow::ClientCredentials(
+                ClientCredentials::new(
+                    "/oauth/token",
+                    Scopes::from_iter([("accounts:create", "Create accounts for the partner")]),
+                ),
+            )])),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A partner API key (`admit api-key create`)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
 #[derive(utoipa::OpenApi)]
 #[openapi(
+    modifiers(&PartnerSecurity),
     info(
         title = "admit",
         description = "Partner account registration and access platform."
     ),
-    paths(crate::create_account),
-    components(schemas(SignupRequest, SignupResponse, ErrorBody, Recaptcha, AccountTypeDoc))
+    paths(
+        crate::create_account,
+        crate::partner_api::create,
+        crate::batch::user_create
+    ),
+    components(schemas(
+        SignupRequest,
+        SignupResponse,
+        ErrorBody,
+        Recaptcha,
+        AccountTypeDoc,
+        crate::partner_api::PartnerAccountRequest,
+        crate::partner_api::PartnerAccountResponse,
+        crate::partner_api::PartnerAccount,
+        crate::partner_api::AccessCode,
+        crate::partner_api::PreferredContact,
+        crate::batch::BatchRequest,
+        crate::batch::BatchUser,
+        crate::batch::BatchResponse,
+        crate::batch::RowResult,
+        crate::batch::Reason,
+        crate::batch::Status,
+        crate::batch::Counts
+    ))
 )]
 pub struct AccountApi;

@@ -17,6 +17,14 @@ pub enum ApiError {
     InvalidArgument { field: String, message: String },
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
+    /// A batch over its size limit (413).
+    #[error("{message}")]
+    BatchTooLarge { field: String, message: String },
+    /// An `Idempotency-Key` used before with another body (422).
+    #[error(
+        "this Idempotency-Key was used with another request body; use a new key for a new request"
+    )]
+    IdempotencyMismatch,
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -49,9 +57,10 @@ impl ApiError {
 
     fn name(&self) -> &'static str {
         match self {
-            ApiError::InvalidArgument { .. } | ApiError::TooLarge { .. } => {
-                "InvalidArgumentException"
-            }
+            ApiError::InvalidArgument { .. }
+            | ApiError::TooLarge { .. }
+            | ApiError::BatchTooLarge { .. } => "InvalidArgumentException",
+            ApiError::IdempotencyMismatch => "IdempotencyKeyReusedException",
             ApiError::Unauthorized(_) => "UnauthorizedException",
             ApiError::IllegalAccess(_) => "IllegalAccessException",
             ApiError::ContactAlreadyUsed { .. } => "ContactAlreadyUsedException",
@@ -64,7 +73,9 @@ impl ApiError {
     fn field(&self) -> Option<&str> {
         match self {
             ApiError::InvalidArgument { field, .. }
-            | ApiError::ContactAlreadyUsed { field, .. } => Some(field),
+            | ApiError::ContactAlreadyUsed { field, .. }
+            | ApiError::BatchTooLarge { field, .. } => Some(field),
+            ApiError::IdempotencyMismatch => Some("Idempotency-Key"),
             ApiError::TooLarge { .. } => Some("body"),
             ApiError::UsernameAlreadyUsed => Some("username"),
             _ => None,
@@ -76,7 +87,10 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
-            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge { .. } | ApiError::BatchTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::IllegalAccess(_) => StatusCode::FORBIDDEN,
             ApiError::ContactAlreadyUsed { .. } | ApiError::UsernameAlreadyUsed => {

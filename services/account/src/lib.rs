@@ -4,11 +4,14 @@
 //! process); [`run`] is the standalone service of the production topology.
 
 pub mod api;
+pub mod batch;
 pub mod error;
 pub mod hasher;
 pub mod limit;
 pub mod pages;
 pub mod partner;
+pub mod partner_api;
+pub mod password;
 pub mod signup;
 
 use crate::error::ApiError;
@@ -48,6 +51,15 @@ pub struct AccountState {
     pub dummy_hash: String,
     /// Verifies partner bearer tokens (JWKS) and API keys.
     pub partners: partner::Verifier,
+    /// Derives the tokens of set-password links (`internal.link_key`).
+    pub link_key: Vec<u8>,
+    /// How long a set-password link works.
+    pub link_ttl_secs: i64,
+    /// How long a grant minted for a partner (SPEC §4) lasts: the refresh lifetime.
+    pub grant_ttl_secs: i64,
+    /// `user.create`: most users in one request, and its body limit.
+    pub batch_max_users: usize,
+    pub batch_max_body_bytes: usize,
     created: prometheus::IntCounter,
 }
 
@@ -73,6 +85,11 @@ impl AccountState {
             policy: settings.account.password.clone(),
             stage: settings.stage,
             max_body_bytes: settings.account.max_body_bytes,
+            link_key: settings.internal.link_key()?,
+            link_ttl_secs: settings.account.password_link_ttl_secs.max(60),
+            grant_ttl_secs: settings.oauth.refresh_ttl_secs.max(60),
+            batch_max_users: settings.account.batch_max_users.max(1),
+            batch_max_body_bytes: settings.account.batch_max_body_bytes,
             outbox_wake,
             created,
         })
@@ -86,6 +103,14 @@ pub fn configure(
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state.clone())
             .route("/account", web::post().to(create_account))
+            .route("/api/account/", web::post().to(partner_api::create))
+            .route("/api/account", web::post().to(partner_api::create))
+            .route(
+                "/receiver/APIv3/user.create",
+                web::post().to(batch::user_create),
+            )
+            .route("/password/set", web::get().to(password::set_password_page))
+            .route("/password/set", web::post().to(password::set_password))
             .route("/", web::get().to(pages::home))
             .route("/login", web::get().to(pages::login_page))
             .route("/login", web::post().to(pages::login))
@@ -147,17 +172,8 @@ pub async fn create_account(
     let options = signup::parse_options(req.query_string())?;
     match caller(&req) {
         // A credential that is presented must be good, in every stage.
-        Caller::Bearer(credential) => {
-            let partner = state
-                .partners
-                .partner(&state.db, &credential)
-                .await
-                .map_err(|e| match e {
-                    partner::AuthError::Invalid => {
-                        ApiError::Unauthorized("the bearer token or API key is not valid".into())
-                    }
-                    partner::AuthError::Unavailable(m) => ApiError::Unavailable(m),
-                })?;
+        Caller::Bearer(_) => {
+            let partner = authenticate_partner(&req, &state).await?;
             if !partner.may("accounts:create") {
                 return Err(ApiError::IllegalAccess(
                     "the access token lacks the scope accounts:create".into(),
@@ -179,12 +195,7 @@ pub async fn create_account(
         }
         Caller::ClientId | Caller::Anonymous => {}
     }
-    let body = admit_runtime::http::read_body(payload, state.max_body_bytes)
-        .await
-        .map_err(|e| match e {
-            admit_runtime::http::BodyError::TooLarge(limit) => ApiError::TooLarge { limit },
-            other => ApiError::invalid("body", other.to_string()),
-        })?;
+    let body = read_body(payload, state.max_body_bytes).await?;
     let map = signup::parse_body(&body)?;
     if signup::is_implicit(&map) {
         return Err(ApiError::invalid(
@@ -211,6 +222,92 @@ pub async fn create_account(
         "account_id": account_id,
         "creation_time": now.to_rfc3339_opts(SecondsFormat::Millis, true),
     })))
+}
+
+/// The partner behind `Authorization: Bearer …` (an access token or an API key).
+pub(crate) async fn authenticate_partner(
+    req: &HttpRequest,
+    state: &AccountState,
+) -> Result<partner::Partner, ApiError> {
+    let Caller::Bearer(credential) = caller(req) else {
+        return Err(ApiError::Unauthorized(
+            "authenticate with Authorization: Bearer and a partner access token or API key".into(),
+        ));
+    };
+    state
+        .partners
+        .partner(&state.db, &credential)
+        .await
+        .map_err(|e| match e {
+            partner::AuthError::Invalid => {
+                ApiError::Unauthorized("the bearer token or API key is not valid".into())
+            }
+            partner::AuthError::Unavailable(m) => ApiError::Unavailable(m),
+        })
+}
+
+/// The request body, refused past `limit` bytes.
+pub(crate) async fn read_body(
+    payload: web::Payload,
+    limit: usize,
+) -> Result<actix_web::web::BytesMut, ApiError> {
+    admit_runtime::http::read_body(payload, limit)
+        .await
+        .map_err(|e| match e {
+            admit_runtime::http::BodyError::TooLarge(limit) => ApiError::TooLarge { limit },
+            other => ApiError::invalid("body", other.to_string()),
+        })
+}
+
+/// A primary contact row of a new account.
+pub(crate) fn contact_row(
+    account_id: &str,
+    kind: &str,
+    value: &str,
+    normalized: &str,
+    at: chrono::NaiveDateTime,
+) -> ContactRow {
+    ContactRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        account_id: account_id.to_owned(),
+        kind: kind.to_owned(),
+        value: value.to_owned(),
+        value_normalized: normalized.to_owned(),
+        is_primary: true,
+        verified_at: None,
+        created_at: at,
+    }
+}
+
+/// The stored half of the set-password link that `envelope`'s email carries: the
+/// digest of the token the mailer derives from the message id.
+pub(crate) fn password_link(
+    link_key: &[u8],
+    envelope: &Envelope,
+    partner_id: &str,
+    now: chrono::NaiveDateTime,
+    ttl_secs: i64,
+) -> admit_store::registrations::PasswordTokenRow {
+    let account_id = match &envelope.notification {
+        Notification::PartnerAccount { account_id, .. }
+        | Notification::SetPassword { account_id, .. }
+        | Notification::AlreadyRegistered { account_id, .. }
+        | Notification::Welcome { account_id, .. } => account_id.clone(),
+        Notification::RegistrationFailed { .. } => String::new(),
+    };
+    let token = admit_domain::secret::link_token(
+        link_key,
+        admit_domain::secret::SET_PASSWORD,
+        &envelope.id.to_string(),
+    );
+    admit_store::registrations::PasswordTokenRow {
+        token_digest: admit_domain::secret::digest(&token),
+        account_id,
+        partner_id: Some(partner_id.to_owned()),
+        created_at: now,
+        expires_at: now + chrono::Duration::seconds(ttl_secs),
+        used_at: None,
+    }
 }
 
 /// Creates the account `new` with its welcome email: the password hashed on the hash

@@ -18,6 +18,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("login.html", include_str!("../templates/login.html")),
     ("signup.html", include_str!("../templates/signup.html")),
     ("home.html", include_str!("../templates/home.html")),
+    (
+        "set_password.html",
+        include_str!("../templates/set_password.html"),
+    ),
 ];
 
 #[derive(Deserialize, Default)]
@@ -34,7 +38,7 @@ fn form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
     serde_urlencoded::from_bytes(body).ok()
 }
 
-fn bad_form(state: &AccountState) -> HttpResponse {
+pub(crate) fn bad_form(state: &AccountState) -> HttpResponse {
     state.pages.error(
         StatusCode::BAD_REQUEST,
         "This form could not be read",
@@ -42,7 +46,7 @@ fn bad_form(state: &AccountState) -> HttpResponse {
     )
 }
 
-fn csrf_failed(state: &AccountState) -> HttpResponse {
+pub(crate) fn csrf_failed(state: &AccountState) -> HttpResponse {
     state.pages.error(
         StatusCode::FORBIDDEN,
         "This form has expired",
@@ -50,7 +54,7 @@ fn csrf_failed(state: &AccountState) -> HttpResponse {
     )
 }
 
-fn unavailable(state: &AccountState, e: impl std::fmt::Display) -> HttpResponse {
+pub(crate) fn unavailable(state: &AccountState, e: impl std::fmt::Display) -> HttpResponse {
     tracing::error!(error = %e, "page: a dependency failed");
     state.pages.error(
         StatusCode::SERVICE_UNAVAILABLE,

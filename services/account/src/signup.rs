@@ -183,7 +183,7 @@ fn contact(i: usize, item: &Value) -> Result<SubmittedContact, ApiError> {
     })
 }
 
-fn opt_str<'a>(
+pub(crate) fn opt_str<'a>(
     body: &'a Map<String, Value>,
     field: &str,
     max: usize,

@@ -14,6 +14,7 @@ use admit_queue::redis::{RedisQueue, RedisQueueConfig};
 use admit_queue::Queue;
 use admit_runtime::{Metrics, Readiness, Settings};
 use admit_store::Db;
+use anyhow::Context as _;
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,10 @@ pub fn worker(
         renderer: Arc::new(render::Renderer::new(
             &settings.mailer.platform_name,
             &settings.public_base_url,
+            settings
+                .internal
+                .link_key()
+                .context("the mailer derives the set-password links of emails")?,
         )?),
         config: WorkerConfig {
             concurrency: settings.mailer.concurrency.max(1),

@@ -1,15 +1,25 @@
 //! Rendering: every email has a subject, a text part and an HTML part, from the
 //! templates under `templates/<language>/<name>/`, in the recipient's language with
 //! English as the fallback. HTML templates are auto-escaped.
+//!
+//! Links that act on an account (set your password) carry a token the renderer
+//! derives from the message id with the platform's link key: the queue and the
+//! database never hold a usable link.
 
-use admit_domain::{Envelope, Notification};
-use minijinja::{context, Environment};
+use admit_domain::secret::{link_token, SET_PASSWORD};
+use admit_domain::{Envelope, Notification, PartnerBrand};
+use minijinja::{context, Environment, UndefinedBehavior, Value};
+use secrecy::{ExposeSecret, SecretSlice};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/templates.rs"));
 }
 
 pub const LANGUAGES: &[&str] = &["en", "fr", "de", "nl"];
+
+/// How long a set-password link works, as the emails state it (SPEC §6: 7 days by
+/// default; the account service enforces it).
+pub const SET_PASSWORD_LINK_DAYS: u32 = 7;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedEmail {
@@ -27,25 +37,37 @@ pub struct RenderError {
     message: String,
 }
 
+impl RenderError {
+    fn new(kind: &str, e: impl std::fmt::Display) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            message: e.to_string(),
+        }
+    }
+}
+
 pub struct Renderer {
     env: Environment<'static>,
     platform: String,
     base_url: String,
+    link_key: SecretSlice<u8>,
 }
 
 impl Renderer {
-    pub fn new(platform: &str, base_url: &str) -> Result<Self, RenderError> {
+    pub fn new(platform: &str, base_url: &str, link_key: Vec<u8>) -> Result<Self, RenderError> {
         let mut env = Environment::new();
+        // A misspelt variable fails the render (and the tests) instead of vanishing
+        // from the email.
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
         for (name, source) in embedded::TEMPLATES {
-            env.add_template(name, source).map_err(|e| RenderError {
-                kind: (*name).to_owned(),
-                message: e.to_string(),
-            })?;
+            env.add_template(name, source)
+                .map_err(|e| RenderError::new(name, e))?;
         }
         Ok(Self {
             env,
             platform: platform.to_owned(),
             base_url: base_url.trim_end_matches('/').to_owned(),
+            link_key: SecretSlice::from(link_key),
         })
     }
 
@@ -67,55 +89,84 @@ impl Renderer {
         }
     }
 
+    /// The set-password link of the message `message_id`.
+    fn set_password_url(&self, message_id: &str) -> String {
+        let token = link_token(self.link_key.expose_secret(), SET_PASSWORD, message_id);
+        format!("{}/password/set?token={token}", self.base_url)
+    }
+
     pub fn render(&self, envelope: &Envelope) -> Result<RenderedEmail, RenderError> {
         let n = &envelope.notification;
-        let (name, lang, ctx) = match n {
+        // The templates of a kind live in the directory named after it.
+        let name = n.kind();
+        let (lang, ctx) = match n {
             Notification::Welcome {
                 full_name,
                 username,
                 language,
                 ..
             } => (
-                "welcome",
-                language.as_str(),
-                context! {
-                    name => full_name,
-                    username => username,
-                    portal_url => format!("{}/", self.base_url),
-                },
+                language,
+                context! { name => full_name, username => username },
+            ),
+            Notification::PartnerAccount {
+                partner,
+                full_name,
+                username,
+                language,
+                ..
+            } => (
+                language,
+                context! { name => full_name, username => username, ..partner_context(partner) },
+            ),
+            Notification::SetPassword {
+                partner,
+                full_name,
+                language,
+                ..
+            }
+            | Notification::AlreadyRegistered {
+                partner,
+                full_name,
+                language,
+                ..
+            } => (
+                language,
+                context! { name => full_name, ..partner_context(partner) },
+            ),
+            Notification::RegistrationFailed {
+                partner,
+                full_name,
+                language,
+                reasons,
+                ..
+            } => (
+                language,
+                context! { name => full_name, reasons => reasons, ..partner_context(partner) },
             ),
         };
+        let link = n
+            .has_set_password_link()
+            .then(|| self.set_password_url(&envelope.id.to_string()));
         let lang = self.language(lang, name).to_ascii_lowercase();
-        let ctx = context! { platform => &self.platform, lang => &lang, ..ctx };
-        let part = |file: &str| -> Result<String, RenderError> {
-            let t = self
-                .env
+        let ctx = context! {
+            platform => &self.platform,
+            lang => &lang,
+            portal_url => format!("{}/", self.base_url),
+            login_url => format!("{}/login", self.base_url),
+            link => link,
+            link_days => SET_PASSWORD_LINK_DAYS,
+            ..ctx
+        };
+        let part = |file: &str, ctx: &Value| -> Result<String, RenderError> {
+            self.env
                 .get_template(&format!("{lang}/{name}/{file}"))
-                .map_err(|e| RenderError {
-                    kind: name.into(),
-                    message: e.to_string(),
-                })?;
-            t.render(&ctx).map_err(|e| RenderError {
-                kind: name.into(),
-                message: e.to_string(),
-            })
+                .and_then(|t| t.render(ctx))
+                .map_err(|e| RenderError::new(name, e))
         };
-        let subject = part("subject.txt")?.trim().to_owned();
-        let text = part("body.txt")?;
-        let html = {
-            let t = self
-                .env
-                .get_template(&format!("{lang}/{name}/body.html"))
-                .map_err(|e| RenderError {
-                    kind: name.into(),
-                    message: e.to_string(),
-                })?;
-            t.render(context! { subject => &subject, ..ctx.clone() })
-                .map_err(|e| RenderError {
-                    kind: name.into(),
-                    message: e.to_string(),
-                })?
-        };
+        let subject = one_line(&part("subject.txt", &ctx)?);
+        let text = part("body.txt", &ctx)?;
+        let html = part("body.html", &context! { subject => &subject, ..ctx })?;
         Ok(RenderedEmail {
             message_id: envelope.id.to_string(),
             to: n.recipient().to_owned(),
@@ -126,9 +177,44 @@ impl Renderer {
     }
 }
 
+/// What the templates show of the partner. A landing link is shown only if it is a
+/// web address: it ends up in an `href`.
+fn partner_context(partner: &PartnerBrand) -> Value {
+    let landing_url = partner
+        .landing_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+    context! { partner_name => &partner.name, landing_url => landing_url }
+}
+
+/// A subject is one header line: control characters (a line break in a partner's
+/// name) become spaces.
+fn one_line(s: &str) -> String {
+    s.trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const BASE: &str = "https://accounts.example.com";
+
+    fn renderer() -> Renderer {
+        // A trailing slash in the configured base URL must not double up in links.
+        Renderer::new("admit", &format!("{BASE}/"), KEY.to_vec()).expect("templates compile")
+    }
+
+    fn brand(name: &str, landing: Option<&str>) -> PartnerBrand {
+        PartnerBrand {
+            name: name.into(),
+            landing_url: landing.map(str::to_owned),
+        }
+    }
 
     fn welcome(lang: &str, name: Option<&str>) -> Envelope {
         Envelope::new(Notification::Welcome {
@@ -140,14 +226,68 @@ mod tests {
         })
     }
 
+    /// One message of every kind, for `partner`, in `lang`.
+    fn every_kind(lang: &str, partner: &PartnerBrand) -> Vec<Envelope> {
+        let to = "doc@example.com".to_owned();
+        let full_name = Some("Doc Test".to_owned());
+        let language = lang.to_owned();
+        vec![
+            welcome(lang, Some("Doc Test")),
+            Envelope::new(Notification::PartnerAccount {
+                to: to.clone(),
+                account_id: "a1".into(),
+                partner: partner.clone(),
+                full_name: full_name.clone(),
+                username: Some("doctest".into()),
+                language: language.clone(),
+            }),
+            Envelope::new(Notification::SetPassword {
+                to: to.clone(),
+                account_id: "a1".into(),
+                partner: partner.clone(),
+                full_name: full_name.clone(),
+                language: language.clone(),
+            }),
+            Envelope::new(Notification::AlreadyRegistered {
+                to: to.clone(),
+                account_id: "a1".into(),
+                partner: partner.clone(),
+                full_name: full_name.clone(),
+                language: language.clone(),
+            }),
+            Envelope::new(Notification::RegistrationFailed {
+                to,
+                partner: partner.clone(),
+                full_name,
+                language,
+                reasons: vec![
+                    "BikePlanCode: XYZ is not a plan of this partner".into(),
+                    "Email: not a valid address".into(),
+                ],
+            }),
+        ]
+    }
+
+    /// The HTML as a browser reads it: minijinja escapes '/' as &#x2f;.
+    fn unslash(html: &str) -> String {
+        html.replace("&#x2f;", "/")
+    }
+
+    /// The set-password links found in `s` (whitespace or a quote ends a link).
+    fn links(s: &str) -> Vec<String> {
+        s.split(|c: char| c.is_whitespace() || c == '"' || c == '<')
+            .filter(|w| w.contains("/password/set"))
+            .map(str::to_owned)
+            .collect()
+    }
+
     #[test]
     fn renders_every_language_with_english_fallback() {
-        let r = Renderer::new("admit", "https://accounts.example.com/").expect("templates compile");
+        let r = renderer();
         let en = r.render(&welcome("en", Some("Doc Test"))).expect("render");
         assert_eq!(en.subject, "Welcome to admit");
         assert!(en.text.contains("Your username is doctest"));
-        // minijinja escapes '/' in HTML as &#x2f;, which browsers read as '/'.
-        let html = en.html.replace("&#x2f;", "/");
+        let html = unslash(&en.html);
         assert!(
             html.contains("href=\"https://accounts.example.com/\""),
             "{html}"
@@ -165,12 +305,285 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_renders_in_every_language() {
+        let r = renderer();
+        let acme = brand("Acme Bikes", Some("https://acme.example/welcome"));
+        // A word of each kind's subject per language, in the order of `every_kind`.
+        let subjects: [(&str, [&str; 5]); 6] = [
+            (
+                "en",
+                [
+                    "Welcome to admit",
+                    "Acme Bikes created a admit account for you",
+                    "Welcome to admit, set your password",
+                    "You already have a admit account",
+                    "Your registration with Acme Bikes could not be completed",
+                ],
+            ),
+            (
+                "fr",
+                [
+                    "Bienvenue",
+                    "a créé un compte",
+                    "choisissez votre mot de passe",
+                    "Vous avez déjà un compte",
+                    "n'a pas pu aboutir",
+                ],
+            ),
+            (
+                "de",
+                [
+                    "Willkommen",
+                    "hat ein admit-Konto für Sie angelegt",
+                    "Passwort fest",
+                    "Sie haben bereits ein",
+                    "nicht abgeschlossen werden",
+                ],
+            ),
+            (
+                "nl",
+                [
+                    "Welkom",
+                    "heeft een admit-account voor je aangemaakt",
+                    "stel je wachtwoord in",
+                    "Je hebt al een",
+                    "kon niet worden voltooid",
+                ],
+            ),
+            (
+                "ES",
+                [
+                    "Welcome to admit",
+                    "Acme Bikes created a admit account for you",
+                    "Welcome to admit, set your password",
+                    "You already have a admit account",
+                    "Your registration with Acme Bikes could not be completed",
+                ],
+            ),
+            (
+                " DE ",
+                [
+                    "Willkommen",
+                    "hat ein admit-Konto für Sie angelegt",
+                    "Passwort fest",
+                    "Sie haben bereits ein",
+                    "nicht abgeschlossen werden",
+                ],
+            ),
+        ];
+        for (lang, words) in subjects {
+            for (envelope, word) in every_kind(lang, &acme).iter().zip(words) {
+                let kind = envelope.notification.kind();
+                let m = r.render(envelope).expect("render");
+                assert!(m.subject.contains(word), "{lang} {kind}: {}", m.subject);
+                assert!(!m.subject.contains('\n'), "{lang} {kind}");
+                assert!(!m.text.trim().is_empty(), "{lang} {kind}");
+                assert!(!m.html.trim().is_empty(), "{lang} {kind}");
+                assert_eq!(m.to, "doc@example.com");
+                assert_eq!(m.message_id, envelope.id.to_string());
+                // No template variable left unrendered or undefined.
+                for part in [&m.subject, &m.text, &m.html] {
+                    assert!(
+                        !part.contains("{{") && !part.contains("{%"),
+                        "{lang} {kind}"
+                    );
+                }
+                for part in [&m.subject, &m.text] {
+                    let mut words = part.split(|c: char| !c.is_alphanumeric());
+                    assert!(!words.any(|w| w == "none"), "{lang} {kind}: {part}");
+                }
+                assert!(m.text.contains("Doc Test"), "{lang} {kind}");
+                assert!(m.html.contains("Doc Test"), "{lang} {kind}");
+                let html = unslash(&m.html);
+                let expected_lang = lang.trim().to_ascii_lowercase();
+                let expected_lang = if expected_lang == "es" {
+                    "en"
+                } else {
+                    expected_lang.as_str()
+                };
+                assert!(
+                    html.contains(&format!("<html lang=\"{expected_lang}\">")),
+                    "{lang} {kind}"
+                );
+                if kind != "welcome" {
+                    // The partner's name and landing link, in both parts.
+                    assert!(m.text.contains("Acme Bikes"), "{lang} {kind}");
+                    assert!(m.html.contains("Acme Bikes"), "{lang} {kind}");
+                    assert!(
+                        m.text.contains("https://acme.example/welcome"),
+                        "{lang} {kind}"
+                    );
+                    assert!(
+                        html.contains("href=\"https://acme.example/welcome\""),
+                        "{lang} {kind}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn partner_without_landing_link_renders_without_one() {
+        let r = renderer();
+        let bare = brand("Acme Bikes", None);
+        for lang in LANGUAGES {
+            for envelope in every_kind(lang, &bare) {
+                let m = r.render(&envelope).expect("render");
+                let kind = envelope.notification.kind();
+                assert!(!m.text.contains("acme.example"), "{lang} {kind}");
+                assert!(!m.text.contains("()"), "{lang} {kind}: {}", m.text);
+                assert!(!m.html.contains("href=\"\""), "{lang} {kind}");
+                let mut words = m.text.split(|c: char| !c.is_alphanumeric());
+                assert!(!words.any(|w| w == "none"), "{lang} {kind}: {}", m.text);
+            }
+        }
+        // Anything but a web address is not put in an href.
+        let odd = brand("Acme Bikes", Some("javascript:alert(1)"));
+        for envelope in every_kind("en", &odd) {
+            let m = r.render(&envelope).expect("render");
+            assert!(!m.html.contains("javascript"), "{}", m.html);
+            assert!(!m.text.contains("javascript"), "{}", m.text);
+        }
+    }
+
+    #[test]
+    fn set_password_link_carries_the_derived_token() {
+        let r = renderer();
+        let acme = brand("Acme Bikes", Some("https://acme.example/"));
+        for lang in LANGUAGES {
+            for envelope in every_kind(lang, &acme) {
+                let kind = envelope.notification.kind();
+                let m = r.render(&envelope).expect("render");
+                let token = link_token(KEY, SET_PASSWORD, &envelope.id.to_string());
+                let expected = format!("{BASE}/password/set?token={token}");
+                let in_text = links(&m.text);
+                let in_html = links(&unslash(&m.html));
+                if envelope.notification.has_set_password_link() {
+                    assert!(!in_text.is_empty(), "{lang} {kind}: {}", m.text);
+                    assert!(!in_html.is_empty(), "{lang} {kind}: {}", m.html);
+                    for link in in_text.iter().chain(&in_html) {
+                        assert!(link.starts_with(BASE), "{link}");
+                        assert_eq!(link, &expected, "{lang} {kind}");
+                    }
+                    assert!(
+                        unslash(&m.html).contains(&format!("href=\"{expected}\"")),
+                        "{lang} {kind}"
+                    );
+                } else {
+                    assert!(in_text.is_empty() && in_html.is_empty(), "{lang} {kind}");
+                    assert!(!m.text.contains(&token) && !m.html.contains(&token));
+                }
+            }
+        }
+        // The token depends on the key: another platform key gives another link.
+        let other = Renderer::new("admit", BASE, b"another key of 32 bytes or more!!".to_vec())
+            .expect("templates compile");
+        let envelope = &every_kind("en", &acme)[2];
+        let a = links(&r.render(envelope).expect("render").text);
+        let b = links(&other.render(envelope).expect("render").text);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn partner_account_states_who_holds_the_data_and_never_a_password() {
+        let r = renderer();
+        let acme = brand("Acme Bikes", None);
+        let envelope = &every_kind("en", &acme)[1];
+        let m = r.render(envelope).expect("render");
+        assert_eq!(m.subject, "Acme Bikes created a admit account for you");
+        for part in [&m.text, &unslash(&m.html)] {
+            assert!(part.contains("doctest"), "{part}");
+            assert!(
+                part.contains(
+                    "collected and stored by admit on behalf of Acme Bikes and made available to Acme Bikes"
+                ),
+                "{part}"
+            );
+            assert!(
+                part.to_lowercase().contains("choose your own password"),
+                "{part}"
+            );
+            assert!(part.contains("https://accounts.example.com/"), "{part}");
+        }
+        // The message carries no password, and no email says what one is.
+        for lang in LANGUAGES {
+            for envelope in every_kind(lang, &acme) {
+                let json = serde_json::to_value(&envelope.notification).expect("serialize");
+                let keys: Vec<&String> = json.as_object().expect("an object").keys().collect();
+                assert!(keys.iter().all(|k| !k.contains("password")), "{keys:?}");
+                let m = r.render(&envelope).expect("render");
+                for part in [&m.text, &m.html] {
+                    let lower = part.to_lowercase();
+                    for label in [
+                        "your password is",
+                        "votre mot de passe est",
+                        "ihr passwort ist",
+                        "ihr passwort lautet",
+                        "je wachtwoord is",
+                    ] {
+                        assert!(!lower.contains(label), "{lang}: {label} in {part}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn registration_failed_lists_every_reason() {
+        let r = renderer();
+        for lang in ["en", "fr", "de", "nl", "es"] {
+            let envelope = &every_kind(lang, &brand("Acme Bikes", None))[4];
+            let m = r.render(envelope).expect("render");
+            for reason in [
+                "BikePlanCode: XYZ is not a plan of this partner",
+                "Email: not a valid address",
+            ] {
+                assert!(
+                    m.text.contains(&format!("- {reason}")),
+                    "{lang}: {}",
+                    m.text
+                );
+                assert!(m.html.contains(&format!("<li>{reason}</li>")), "{lang}");
+            }
+        }
+    }
+
+    #[test]
     fn html_is_escaped() {
-        let r = Renderer::new("admit", "http://x").expect("templates compile");
+        let r = Renderer::new("admit", "http://x", KEY.to_vec()).expect("templates compile");
         let m = r
             .render(&welcome("en", Some("<script>alert(1)</script>")))
             .expect("render");
         assert!(!m.html.contains("<script>"));
         assert!(m.html.contains("&lt;script&gt;"));
+        let partner = brand(
+            "<b>Acme</b> & Co",
+            Some("https://acme.example/?a=1&b=\"2\""),
+        );
+        let mut every = every_kind("fr", &partner);
+        if let Notification::RegistrationFailed { reasons, .. } = &mut every[4].notification {
+            reasons.push("<img src=x onerror=alert(1)>".into());
+        }
+        for envelope in every.iter().skip(1) {
+            let kind = envelope.notification.kind();
+            let m = r.render(envelope).expect("render");
+            assert!(!m.html.contains("<b>"), "{kind}");
+            assert!(!m.html.contains("<img"), "{kind}");
+            assert!(
+                m.html.contains("&lt;b&gt;Acme&lt;&#x2f;b&gt; &amp; Co"),
+                "{kind}"
+            );
+            assert!(!m.html.contains("b=\"2\""), "{kind}");
+            // The text part and the subject are not HTML: shown as given.
+            assert!(m.text.contains("<b>Acme</b> & Co"), "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_line_break_in_a_partner_name_stays_out_of_the_subject() {
+        let r = renderer();
+        let envelope = &every_kind("en", &brand("Acme\r\nBcc: x@example.com", None))[1];
+        let m = r.render(envelope).expect("render");
+        assert!(!m.subject.contains('\n') && !m.subject.contains('\r'));
     }
 }

@@ -98,6 +98,7 @@ pub async fn redeem(
         .get("code")
         .ok_or_else(|| err(400, "invalid_request", "code is required"))?;
     let redirect_uri = form.get("redirect_uri").cloned();
+    let registered = list(&client.redirect_uris);
     let verifier = form.get("code_verifier").cloned();
     let digest = secret::digest(code);
     let client_id = client.id.clone();
@@ -122,9 +123,17 @@ pub async fn redeem(
                 }
             };
             // A code minted for the account service (SPEC §4) was issued without a
-            // redirect URI, and is exchanged without one (RFC 6749 §4.1.3).
-            let expected = Some(code.redirect_uri.as_str()).filter(|u| !u.is_empty());
-            if redirect_uri.as_deref() != expected {
+            // redirect URI: it is exchanged without one, or with one the client
+            // registered (document 002's exchange sends its redirect URI). A code from
+            // the authorize page needs exactly its request's (RFC 6749 §4.1.3).
+            let matches = if code.redirect_uri.is_empty() {
+                redirect_uri
+                    .as_deref()
+                    .is_none_or(|u| registered.iter().any(|r| r == u))
+            } else {
+                redirect_uri.as_deref() == Some(code.redirect_uri.as_str())
+            };
+            if !matches {
                 return Ok(Outcome::Refused(err(
                     400,
                     "invalid_grant",

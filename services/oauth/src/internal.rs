@@ -10,12 +10,12 @@ use crate::token::{list, TokenState};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use admit_domain::secret;
-use admit_store::grants::{self, CodeRow, GrantRow};
+use admit_store::grants;
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-pub const CODE_TTL_SECS: i64 = 600;
+pub const CODE_TTL_SECS: i64 = grants::MINTED_CODE_TTL_SECS;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,26 +84,14 @@ pub async fn mint(state: &TokenState, m: MintCode) -> Result<(String, i64), Http
         }
     };
     let code = secret::generate("");
-    let now = admit_store::now();
-    let grant = GrantRow {
-        id: uuid::Uuid::now_v7().to_string(),
-        client_id: client.id.clone(),
-        account_id: m.account_id,
+    let (grant, row) = grants::minted_code(
+        &client.id,
+        &m.account_id,
         scope,
-        nonce: None,
-        auth_time: now,
-        created_at: now,
-        expires_at: now + chrono::Duration::seconds(state.refresh_ttl_secs),
-        revoked_at: None,
-    };
-    let row = CodeRow {
-        code_digest: secret::digest(&code),
-        grant_id: grant.id.clone(),
-        redirect_uri: String::new(),
-        code_challenge: None,
-        expires_at: now + chrono::Duration::seconds(CODE_TTL_SECS),
-        used_at: None,
-    };
+        secret::digest(&code),
+        admit_store::now(),
+        state.refresh_ttl_secs,
+    );
     state
         .db
         .write(move |c| {

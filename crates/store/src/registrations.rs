@@ -1,0 +1,262 @@
+//! Partner registrations (SPEC §4 and §6): set-password links, memberships (which
+//! partner registered or linked which account), failed rows, and the responses kept
+//! for `Idempotency-Key` replays. Batches are written with multi-row statements, a
+//! chunk at a time, inside the caller's transaction.
+
+use crate::schema::{
+    accounts, contacts, idempotency_keys, memberships, password_tokens, registration_failures,
+};
+use crate::{AnyConnection, StoreError};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+/// Rows per multi-row `INSERT`: under SQLite's limit of 32,766 bound values for the
+/// widest table here (10 columns), and large enough that a 10,000-row batch is a
+/// handful of statements.
+pub const INSERT_CHUNK: usize = 1_000;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = password_tokens)]
+pub struct PasswordTokenRow {
+    pub token_digest: String,
+    pub account_id: String,
+    pub partner_id: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub used_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = memberships)]
+pub struct MembershipRow {
+    pub partner_id: String,
+    pub account_id: String,
+    pub employee_id: Option<String>,
+    pub email_normalized: Option<String>,
+    /// `created` or `existing`.
+    pub outcome: String,
+    /// The partner's other fields, a JSON object.
+    pub attributes: String,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = registration_failures)]
+pub struct FailureRow {
+    pub partner_id: String,
+    pub row_digest: String,
+    /// A JSON list of reasons.
+    pub reasons: String,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = idempotency_keys)]
+pub struct IdempotencyRow {
+    pub partner_id: String,
+    pub idem_key: String,
+    pub request_digest: String,
+    pub status: i32,
+    pub response: String,
+    pub created_at: NaiveDateTime,
+}
+
+/// Adds set-password links; older unused links of the same accounts stop working
+/// (a newer link invalidates them).
+pub fn insert_password_tokens(
+    conn: &mut AnyConnection,
+    rows: &[PasswordTokenRow],
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let ids: Vec<&str> = chunk.iter().map(|r| r.account_id.as_str()).collect();
+        diesel::update(
+            password_tokens::table
+                .filter(password_tokens::account_id.eq_any(&ids))
+                .filter(password_tokens::used_at.is_null()),
+        )
+        .set(password_tokens::used_at.eq(Some(now)))
+        .execute(conn)?;
+        crate::insert_rows!(conn, password_tokens::table, chunk)?;
+    }
+    Ok(())
+}
+
+/// The link of `digest` if it can still be used.
+pub fn live_password_token(
+    conn: &mut AnyConnection,
+    digest: &str,
+    now: NaiveDateTime,
+) -> Result<Option<PasswordTokenRow>, StoreError> {
+    Ok(password_tokens::table
+        .find(digest)
+        .filter(password_tokens::used_at.is_null())
+        .filter(password_tokens::expires_at.gt(now))
+        .select(PasswordTokenRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Uses the link of `digest`: one conditional update, so of two concurrent uses one
+/// wins. `None` when it is unknown, used or expired.
+pub fn spend_password_token(
+    conn: &mut AnyConnection,
+    digest: &str,
+    now: NaiveDateTime,
+) -> Result<Option<PasswordTokenRow>, StoreError> {
+    let Some(row) = live_password_token(conn, digest, now)? else {
+        return Ok(None);
+    };
+    let n = diesel::update(
+        password_tokens::table
+            .find(digest)
+            .filter(password_tokens::used_at.is_null()),
+    )
+    .set(password_tokens::used_at.eq(Some(now)))
+    .execute(conn)?;
+    Ok((n == 1).then_some(row))
+}
+
+/// Sets the account's password hash and enables it.
+pub fn set_password(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    password_hash: &str,
+) -> Result<(), StoreError> {
+    let n = diesel::update(accounts::table.find(account_id))
+        .set((
+            accounts::password_hash.eq(Some(password_hash)),
+            accounts::status.eq("active"),
+        ))
+        .execute(conn)?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound)
+    }
+}
+
+pub fn insert_memberships(
+    conn: &mut AnyConnection,
+    rows: &[MembershipRow],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        crate::insert_rows!(conn, memberships::table, chunk)?;
+    }
+    Ok(())
+}
+
+/// The partner's memberships whose `partner_EmployeeID` is one of `ids`.
+pub fn memberships_by_employee(
+    conn: &mut AnyConnection,
+    partner_id: &str,
+    ids: &[String],
+) -> Result<Vec<MembershipRow>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(INSERT_CHUNK * 5) {
+        out.extend(
+            memberships::table
+                .filter(memberships::partner_id.eq(partner_id))
+                .filter(memberships::employee_id.eq_any(chunk))
+                .select(MembershipRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// The partner's memberships of accounts with one of the normalised `emails`.
+pub fn memberships_by_email(
+    conn: &mut AnyConnection,
+    partner_id: &str,
+    emails: &[String],
+) -> Result<Vec<MembershipRow>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in emails.chunks(INSERT_CHUNK * 5) {
+        out.extend(
+            memberships::table
+                .filter(memberships::partner_id.eq(partner_id))
+                .filter(memberships::email_normalized.eq_any(chunk))
+                .select(MembershipRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Which of the normalised `emails` already belong to an account: (email, account).
+pub fn accounts_by_email(
+    conn: &mut AnyConnection,
+    emails: &[String],
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in emails.chunks(INSERT_CHUNK * 5) {
+        out.extend(
+            contacts::table
+                .filter(contacts::kind.eq("EMAIL"))
+                .filter(contacts::value_normalized.eq_any(chunk))
+                .select((contacts::value_normalized, contacts::account_id))
+                .load::<(String, String)>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+pub fn insert_failures(conn: &mut AnyConnection, rows: &[FailureRow]) -> Result<(), StoreError> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        crate::insert_rows!(conn, registration_failures::table, chunk)?;
+    }
+    Ok(())
+}
+
+/// The partner's failed rows among `digests`.
+pub fn failures_by_digest(
+    conn: &mut AnyConnection,
+    partner_id: &str,
+    digests: &[String],
+) -> Result<Vec<FailureRow>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in digests.chunks(INSERT_CHUNK * 5) {
+        out.extend(
+            registration_failures::table
+                .filter(registration_failures::partner_id.eq(partner_id))
+                .filter(registration_failures::row_digest.eq_any(chunk))
+                .select(FailureRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// The stored answer to the partner's `Idempotency-Key`, if one was kept since `since`.
+pub fn idempotent_response(
+    conn: &mut AnyConnection,
+    partner_id: &str,
+    key: &str,
+    since: NaiveDateTime,
+) -> Result<Option<IdempotencyRow>, StoreError> {
+    Ok(idempotency_keys::table
+        .find((partner_id, key))
+        .filter(idempotency_keys::created_at.gt(since))
+        .select(IdempotencyRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Keeps an answer for replays, replacing one that expired.
+pub fn keep_idempotent_response(
+    conn: &mut AnyConnection,
+    row: &IdempotencyRow,
+    since: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::delete(
+        idempotency_keys::table
+            .find((&row.partner_id, &row.idem_key))
+            .filter(idempotency_keys::created_at.le(since)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(idempotency_keys::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}

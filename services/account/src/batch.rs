@@ -1,0 +1,779 @@
+//! `POST /receiver/APIv3/user.create` (SPEC §6, document 001): a partner pushes one
+//! user (`{"user": {…}}`) or a list (`{"users": […]}`, at most
+//! `account.batch_max_users`, 10,000 by default) with its API key.
+//!
+//! Each row comes out `created` (a new account, pending until the user sets a
+//! password from the "welcome and set your password" email), `existing` (the address
+//! already has an account: it is linked to the partner and gets "you already have an
+//! account") or `failed` (the reasons; "registration failed" goes to an address that
+//! can receive mail). One bad row never fails the others.
+//!
+//! Retries are safe. A row the partner sent before (the same `partner_EmployeeID`,
+//! else the same address) answers the first outcome again and sends nothing; a failed
+//! row sent again unchanged answers the same reasons and sends nothing. With an
+//! `Idempotency-Key` header the whole response is kept for 24 hours and replayed; the
+//! same key with another body answers 422.
+//!
+//! Rows are written a chunk at a time (`INSERT_CHUNK` rows), each chunk one
+//! transaction of multi-row statements: accounts, contacts, memberships, set-password
+//! links, failures and the emails in the outbox commit together.
+
+use crate::error::ApiError;
+use crate::AccountState;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use admit_domain::{secret, Email, Envelope, Notification, PartnerBrand};
+use admit_store::accounts::{self, AccountRow, ContactRow};
+use admit_store::registrations::{self, FailureRow, IdempotencyRow, MembershipRow, INSERT_CHUNK};
+use admit_store::{outbox, partners, AnyConnection, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use utoipa::ToSchema;
+
+const FIELDS: &[&str] = &[
+    "BikePlanCode",
+    "FirstName",
+    "LastName",
+    "Email",
+    "Language",
+    "ContractType",
+    "partner_EmployeeID",
+    "PersonnelNumber",
+];
+
+/// How long an `Idempotency-Key`'s response is replayed.
+const IDEMPOTENCY_SECS: i64 = 24 * 3600;
+
+/// One user of document 001.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"BikePlanCode": "PLAN-A", "FirstName": "Jane", "LastName": "Johansson", "Email": "jane@example.com", "Language": "FR", "ContractType": "", "partner_EmployeeID": "ABC123", "PersonnelNumber": "A1234"}))]
+pub struct BatchUser {
+    /// One of the partner's plan codes (managed by the operator).
+    #[serde(rename = "BikePlanCode")]
+    pub bike_plan_code: String,
+    #[serde(rename = "FirstName")]
+    pub first_name: Option<String>,
+    #[serde(rename = "LastName")]
+    pub last_name: Option<String>,
+    #[serde(rename = "Email")]
+    pub email: String,
+    /// ISO 639-1, any case: the language of the user's email (en, fr, de, nl; others
+    /// get English).
+    #[serde(rename = "Language")]
+    pub language: Option<String>,
+    #[serde(rename = "ContractType")]
+    pub contract_type: Option<String>,
+    /// The partner's identifier of the user: a row with a known one is a retry.
+    #[serde(rename = "partner_EmployeeID")]
+    pub partner_employee_id: Option<String>,
+    #[serde(rename = "PersonnelNumber")]
+    pub personnel_number: Option<String>,
+}
+
+/// `{"user": {…}}` or `{"users": […]}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchRequest {
+    pub user: Option<BatchUser>,
+    #[schema(max_items = 10000)]
+    pub users: Option<Vec<BatchUser>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct Reason {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Existing,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RowResult {
+    /// The row's position in the request, from 0.
+    pub index: usize,
+    pub status: Status,
+    pub account_id: Option<String>,
+    #[serde(rename = "Email")]
+    pub email: Option<String>,
+    #[serde(rename = "partner_EmployeeID")]
+    pub partner_employee_id: Option<String>,
+    /// Why a `failed` row failed.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub reasons: Vec<Reason>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct Counts {
+    pub created: usize,
+    pub existing: usize,
+    pub failed: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchResponse {
+    pub results: Vec<RowResult>,
+    pub counts: Counts,
+    pub total: usize,
+}
+
+/// A row that passed validation.
+struct Valid {
+    email: Email,
+    full_name: Option<String>,
+    language: String,
+    employee_id: Option<String>,
+    attributes: Value,
+}
+
+struct Row {
+    index: usize,
+    digest: String,
+    email_raw: Option<String>,
+    employee_raw: Option<String>,
+    full_name: Option<String>,
+    language: String,
+    parsed: Result<Valid, Vec<Reason>>,
+}
+
+fn reason(field: &str, message: impl Into<String>) -> Reason {
+    Reason {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// The digest of a row as sent, independent of the order of its keys.
+fn row_digest(v: &Value) -> String {
+    let canonical: BTreeMap<&String, &Value> = match v {
+        Value::Object(m) => m.iter().collect(),
+        _ => BTreeMap::new(),
+    };
+    secret::digest(&serde_json::to_string(&canonical).unwrap_or_default())
+}
+
+fn parse_row(index: usize, v: &Value, plans: &HashSet<String>) -> Row {
+    let digest = row_digest(v);
+    let empty = Map::new();
+    let (m, mut reasons) = match v {
+        Value::Object(m) => (m, Vec::new()),
+        _ => (&empty, vec![reason("user", "expected a JSON object")]),
+    };
+    for key in m.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
+        reasons.push(reason(key, format!("{key} is not a field of a user")));
+    }
+    let mut text = |field: &str, max: usize| -> Option<String> {
+        match m.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.chars().count() > max => {
+                reasons.push(reason(field, format!("at most {max} characters")));
+                None
+            }
+            Some(Value::String(s)) => Some(s.trim().to_owned()).filter(|s| !s.is_empty()),
+            Some(_) => {
+                reasons.push(reason(field, "expected a string"));
+                None
+            }
+        }
+    };
+    let email_raw = text("Email", 320);
+    let plan = text("BikePlanCode", 100);
+    let first = text("FirstName", 100);
+    let last = text("LastName", 100);
+    let language_raw = text("Language", 16);
+    let contract = text("ContractType", 100);
+    let employee = text("partner_EmployeeID", 100);
+    let personnel = text("PersonnelNumber", 100);
+    let email = match &email_raw {
+        None => {
+            reasons.push(reason("Email", "Email is required"));
+            None
+        }
+        Some(e) => match Email::parse(e) {
+            Ok(e) => Some(e),
+            Err(err) => {
+                reasons.push(reason("Email", err.message));
+                None
+            }
+        },
+    };
+    match &plan {
+        None => reasons.push(reason("BikePlanCode", "BikePlanCode is required")),
+        Some(p) if !plans.contains(p) => reasons.push(reason(
+            "BikePlanCode",
+            format!("{p} is not a plan code of this partner"),
+        )),
+        Some(_) => {}
+    }
+    let language = match &language_raw {
+        None => Some("en".to_owned()),
+        Some(l) => admit_domain::locale::iso639_1(l),
+    };
+    if language.is_none() {
+        reasons.push(reason(
+            "Language",
+            "expected an ISO 639-1 language code such as EN, FR, DE or NL",
+        ));
+    }
+    let language = language.unwrap_or_else(|| "en".into());
+    let full_name = match (&first, &last) {
+        (None, None) => None,
+        (f, l) => Some(
+            [f.as_deref(), l.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+    };
+    let parsed = match (email, reasons.is_empty()) {
+        (Some(email), true) => Ok(Valid {
+            email,
+            full_name: full_name.clone(),
+            language: language.clone(),
+            employee_id: employee.clone(),
+            attributes: json!({
+                "BikePlanCode": plan,
+                "FirstName": first,
+                "LastName": last,
+                "Language": language_raw,
+                "ContractType": contract,
+                "PersonnelNumber": personnel,
+            }),
+        }),
+        _ => Err(reasons),
+    };
+    Row {
+        index,
+        digest,
+        email_raw,
+        employee_raw: employee,
+        full_name,
+        language,
+        parsed,
+    }
+}
+
+/// The users of the body, or the error of the whole request.
+fn users_of(body: &[u8], max: usize) -> Result<Vec<Value>, ApiError> {
+    let map = crate::signup::parse_body(body)?;
+    if let Some(key) = map.keys().find(|k| *k != "user" && *k != "users") {
+        return Err(ApiError::invalid(
+            key.as_str(),
+            format!("{key} is not a field of this request: send {{\"user\": {{…}}}} or {{\"users\": […]}}"),
+        ));
+    }
+    match (map.get("user"), map.get("users")) {
+        (Some(_), Some(_)) => Err(ApiError::invalid(
+            "users",
+            "send either user or users, not both",
+        )),
+        (Some(u), None) => Ok(vec![u.clone()]),
+        (None, Some(Value::Array(list))) if list.is_empty() => {
+            Err(ApiError::invalid("users", "the list is empty"))
+        }
+        (None, Some(Value::Array(list))) if list.len() > max => Err(ApiError::BatchTooLarge {
+            field: "users".into(),
+            message: format!(
+                "{} users in one request; at most {max}: split the list",
+                list.len()
+            ),
+        }),
+        (None, Some(Value::Array(list))) => Ok(list.clone()),
+        (None, Some(_)) => Err(ApiError::invalid("users", "expected a list of users")),
+        (None, None) => Err(ApiError::invalid(
+            "user",
+            "send {\"user\": {…}} or {\"users\": […]}",
+        )),
+    }
+}
+
+/// Registers the users of a partner (SPEC §6).
+#[utoipa::path(
+    post,
+    path = "/receiver/APIv3/user.create",
+    tag = "partners",
+    request_body = BatchRequest,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays this request's response for 24 hours; the same key with another body answers 422."),
+    ),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "One result per user, in order, and the counts", body = BatchResponse),
+        (status = 400, description = "The body is not a user or a list of users; `field` names what is wrong", body = crate::api::ErrorBody),
+        (status = 401, description = "No API key, or one that is not valid (revoked)", body = crate::api::ErrorBody),
+        (status = 413, description = "More users than the limit (10,000), or a body over the limit", body = crate::api::ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used with another body", body = crate::api::ErrorBody),
+        (status = 503, description = "A dependency is unavailable; retry (retries are safe)", body = crate::api::ErrorBody),
+    )
+)]
+#[tracing::instrument(name = "user_create", skip_all)]
+pub async fn user_create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AccountState>,
+) -> Result<HttpResponse, ApiError> {
+    let partner = crate::authenticate_partner(&req, &state).await?;
+    if !partner.may("accounts:create") {
+        return Err(ApiError::IllegalAccess(
+            "the access token lacks the scope accounts:create".into(),
+        ));
+    }
+    let key = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(k) if !k.trim().is_empty() && k.len() <= 200 => Some(k.trim().to_owned()),
+            _ => {
+                return Err(ApiError::invalid(
+                    "Idempotency-Key",
+                    "expected 1 to 200 visible ASCII characters",
+                ))
+            }
+        },
+    };
+    let body = crate::read_body(payload, state.batch_max_body_bytes).await?;
+    let request_digest = secret::digest_bytes(&body);
+    let partner_id = partner.partner_id.clone();
+    if let Some(key) = &key {
+        let (p, k) = (partner_id.clone(), key.clone());
+        let since = admit_store::now() - chrono::Duration::seconds(IDEMPOTENCY_SECS);
+        let kept = state
+            .db
+            .run(move |c| registrations::idempotent_response(c, &p, &k, since))
+            .await?;
+        if let Some(kept) = kept {
+            if kept.request_digest != request_digest {
+                return Err(ApiError::IdempotencyMismatch);
+            }
+            return Ok(HttpResponse::build(
+                StatusCode::from_u16(u16::try_from(kept.status).unwrap_or(200))
+                    .unwrap_or(StatusCode::OK),
+            )
+            .insert_header(("Idempotent-Replayed", "true"))
+            .content_type("application/json")
+            .body(kept.response));
+        }
+    }
+    let users = users_of(&body, state.batch_max_users)?;
+    drop(body);
+
+    let p = partner_id.clone();
+    let (brand, plans) = state
+        .db
+        .run(move |c| {
+            let partner = partners::find_partner(c, &p)?.ok_or(StoreError::NotFound)?;
+            let plans: HashSet<String> = partners::plan_codes_of(c, &p)?.into_iter().collect();
+            Ok((
+                PartnerBrand {
+                    name: partner.name,
+                    landing_url: partner.landing_url,
+                },
+                plans,
+            ))
+        })
+        .await?;
+    let rows: Vec<Row> = users
+        .iter()
+        .enumerate()
+        .map(|(i, v)| parse_row(i, v, &plans))
+        .collect();
+    drop(users);
+
+    let mut results: Vec<RowResult> = Vec::with_capacity(rows.len());
+    let mut sent = 0usize;
+    let rows = std::sync::Arc::new(rows);
+    for start in (0..rows.len()).step_by(INSERT_CHUNK) {
+        let end = (start + INSERT_CHUNK).min(rows.len());
+        let mut attempt = 0;
+        let (chunk_results, chunk_sent) = loop {
+            let ctx = ChunkContext {
+                partner_id: partner_id.clone(),
+                brand: brand.clone(),
+                link_key: state.link_key.clone(),
+                link_ttl_secs: state.link_ttl_secs,
+                done: results.clone(),
+            };
+            let rows = rows.clone();
+            match state
+                .db
+                .write(move |c| register_chunk(c, &ctx, &rows[start..end]))
+                .await
+            {
+                // Another request registered one of these addresses at the same
+                // moment: the chunk rolled back; classify it again.
+                Err(StoreError::Conflict(_)) if attempt < 3 => attempt += 1,
+                other => break other?,
+            }
+        };
+        results.extend(chunk_results);
+        sent += chunk_sent;
+        if chunk_sent > 0 {
+            state.outbox_wake.notify_one();
+        }
+    }
+    let mut counts = Counts::default();
+    for r in &results {
+        match r.status {
+            Status::Created => counts.created += 1,
+            Status::Existing => counts.existing += 1,
+            Status::Failed => counts.failed += 1,
+        }
+    }
+    tracing::info!(
+        partner_id = %partner_id,
+        rows = results.len(),
+        created = counts.created,
+        existing = counts.existing,
+        failed = counts.failed,
+        emails = sent,
+        "user.create"
+    );
+    let response = BatchResponse {
+        total: results.len(),
+        results,
+        counts,
+    };
+    let encoded = serde_json::to_string(&response)
+        .map_err(|e| ApiError::Internal(format!("cannot encode the response: {e}")))?;
+    if let Some(key) = key {
+        let row = IdempotencyRow {
+            partner_id,
+            idem_key: key,
+            request_digest,
+            status: 200,
+            response: encoded.clone(),
+            created_at: admit_store::now(),
+        };
+        let since = row.created_at - chrono::Duration::seconds(IDEMPOTENCY_SECS);
+        // Kept after the rows committed; if this fails, a replay re-runs the rows,
+        // which answers the same and sends nothing.
+        if let Err(e) = state
+            .db
+            .write(move |c| registrations::keep_idempotent_response(c, &row, since))
+            .await
+        {
+            tracing::warn!(error = %e, "could not keep the Idempotency-Key response");
+        }
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(encoded))
+}
+
+struct ChunkContext {
+    partner_id: String,
+    brand: PartnerBrand,
+    link_key: Vec<u8>,
+    link_ttl_secs: i64,
+    /// Results of the earlier chunks (a row repeated later in the list answers the
+    /// same as its first occurrence).
+    done: Vec<RowResult>,
+}
+
+fn result_of(
+    row: &Row,
+    status: Status,
+    account_id: Option<String>,
+    reasons: Vec<Reason>,
+) -> RowResult {
+    RowResult {
+        index: row.index,
+        status,
+        account_id,
+        email: row.email_raw.clone(),
+        partner_employee_id: row.employee_raw.clone(),
+        reasons,
+    }
+}
+
+/// Registers one chunk inside its transaction; returns its results and how many
+/// emails it queued.
+fn register_chunk(
+    c: &mut AnyConnection,
+    ctx: &ChunkContext,
+    rows: &[Row],
+) -> Result<(Vec<RowResult>, usize), StoreError> {
+    let now = admit_store::now();
+    let pid = ctx.partner_id.as_str();
+    // What this partner sent before: memberships by employee id and by address, and
+    // failed rows by digest.
+    let employee_ids: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.parsed.as_ref().ok()?.employee_id.clone())
+        .collect();
+    let emails: Vec<String> = rows
+        .iter()
+        .filter_map(|r| Some(r.parsed.as_ref().ok()?.email.normalized()))
+        .collect();
+    let failed_digests: Vec<String> = rows
+        .iter()
+        .filter(|r| r.parsed.is_err())
+        .map(|r| r.digest.clone())
+        .collect();
+    let by_employee: HashMap<String, MembershipRow> =
+        registrations::memberships_by_employee(c, pid, &employee_ids)?
+            .into_iter()
+            .filter_map(|m| Some((m.employee_id.clone()?, m)))
+            .collect();
+    let by_email: HashMap<String, MembershipRow> =
+        registrations::memberships_by_email(c, pid, &emails)?
+            .into_iter()
+            .filter_map(|m| Some((m.email_normalized.clone()?, m)))
+            .collect();
+    let failures: HashMap<String, FailureRow> =
+        registrations::failures_by_digest(c, pid, &failed_digests)?
+            .into_iter()
+            .map(|f| (f.row_digest.clone(), f))
+            .collect();
+    let accounts_of: HashMap<String, String> = registrations::accounts_by_email(c, &emails)?
+        .into_iter()
+        .collect();
+
+    // Rows seen earlier in this request (this chunk or an earlier one): the key is
+    // the employee id, else the address, else the failed row's digest.
+    let mut seen: HashMap<String, RowResult> = HashMap::new();
+    let key_of = |r: &Row| -> String {
+        match &r.parsed {
+            Ok(v) => match &v.employee_id {
+                Some(e) => format!("e:{e}"),
+                None => format!("m:{}", v.email.normalized()),
+            },
+            Err(_) => format!("f:{}", r.digest),
+        }
+    };
+    let mut new_accounts: Vec<AccountRow> = Vec::new();
+    let mut new_contacts: Vec<ContactRow> = Vec::new();
+    let mut new_memberships: Vec<MembershipRow> = Vec::new();
+    let mut new_failures: Vec<FailureRow> = Vec::new();
+    let mut links = Vec::new();
+    let mut envelopes: Vec<Envelope> = Vec::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let key = key_of(r);
+        if let Some(prev) = seen
+            .get(&key)
+            .or_else(|| ctx.done.iter().rev().find(|d| same_row(d, r)))
+        {
+            let mut again = prev.clone();
+            again.index = r.index;
+            out.push(again);
+            continue;
+        }
+        let result = match &r.parsed {
+            Err(reasons) => {
+                if let Some(f) = failures.get(&r.digest) {
+                    let reasons: Vec<Reason> = serde_json::from_str(&f.reasons).unwrap_or_default();
+                    result_of(r, Status::Failed, None, reasons)
+                } else {
+                    new_failures.push(FailureRow {
+                        partner_id: pid.to_owned(),
+                        row_digest: r.digest.clone(),
+                        reasons: serde_json::to_string(reasons).unwrap_or_else(|_| "[]".into()),
+                        created_at: now,
+                    });
+                    // Only an address that can receive mail is told.
+                    if let Some(to) = r.email_raw.as_deref().and_then(|e| Email::parse(e).ok()) {
+                        envelopes.push(Envelope::new(Notification::RegistrationFailed {
+                            to: to.as_str().to_owned(),
+                            partner: ctx.brand.clone(),
+                            full_name: r.full_name.clone(),
+                            language: r.language.clone(),
+                            reasons: reasons
+                                .iter()
+                                .map(|x| format!("{}: {}", x.field, x.message))
+                                .collect(),
+                        }));
+                    }
+                    result_of(r, Status::Failed, None, reasons.clone())
+                }
+            }
+            Ok(v) => {
+                let normalized = v.email.normalized();
+                let known = v
+                    .employee_id
+                    .as_ref()
+                    .and_then(|e| by_employee.get(e))
+                    .or_else(|| by_email.get(&normalized));
+                if let Some(m) = known {
+                    let status = if m.outcome == "created" {
+                        Status::Created
+                    } else {
+                        Status::Existing
+                    };
+                    result_of(r, status, Some(m.account_id.clone()), Vec::new())
+                } else {
+                    let (account_id, status) = match accounts_of.get(&normalized) {
+                        Some(id) => (id.clone(), Status::Existing),
+                        None => {
+                            let id = uuid::Uuid::now_v7().to_string();
+                            new_accounts.push(AccountRow {
+                                id: id.clone(),
+                                username: None,
+                                username_normalized: None,
+                                full_name: v.full_name.clone(),
+                                locale: None,
+                                password_hash: None,
+                                account_type: "standard".into(),
+                                status: "pending".into(),
+                                created_at: now,
+                                expires_at: None,
+                            });
+                            new_contacts.push(crate::contact_row(
+                                &id,
+                                "EMAIL",
+                                v.email.as_str(),
+                                &normalized,
+                                now,
+                            ));
+                            (id, Status::Created)
+                        }
+                    };
+                    new_memberships.push(MembershipRow {
+                        partner_id: pid.to_owned(),
+                        account_id: account_id.clone(),
+                        employee_id: v.employee_id.clone(),
+                        email_normalized: Some(normalized),
+                        outcome: if status == Status::Created {
+                            "created".into()
+                        } else {
+                            "existing".into()
+                        },
+                        attributes: v.attributes.to_string(),
+                        created_at: now,
+                    });
+                    let to = v.email.as_str().to_owned();
+                    let notification = if status == Status::Created {
+                        Notification::SetPassword {
+                            to,
+                            account_id: account_id.clone(),
+                            partner: ctx.brand.clone(),
+                            full_name: v.full_name.clone(),
+                            language: v.language.clone(),
+                        }
+                    } else {
+                        Notification::AlreadyRegistered {
+                            to,
+                            account_id: account_id.clone(),
+                            partner: ctx.brand.clone(),
+                            full_name: v.full_name.clone(),
+                            language: v.language.clone(),
+                        }
+                    };
+                    let envelope = Envelope::new(notification);
+                    links.push(crate::password_link(
+                        &ctx.link_key,
+                        &envelope,
+                        pid,
+                        now,
+                        ctx.link_ttl_secs,
+                    ));
+                    envelopes.push(envelope);
+                    result_of(r, status, Some(account_id), Vec::new())
+                }
+            }
+        };
+        seen.insert(key, result.clone());
+        out.push(result);
+    }
+    accounts::insert_many(c, &new_accounts, &new_contacts)?;
+    registrations::insert_memberships(c, &new_memberships)?;
+    registrations::insert_failures(c, &new_failures)?;
+    registrations::insert_password_tokens(c, &links, now)?;
+    outbox::enqueue_many(c, outbox::MAIL_TOPIC, &envelopes)?;
+    Ok((out, envelopes.len()))
+}
+
+/// Whether an earlier result answers `r` (same employee id, else same address, else
+/// the same failed row).
+fn same_row(d: &RowResult, r: &Row) -> bool {
+    match &r.parsed {
+        Ok(v) => match &v.employee_id {
+            Some(e) => {
+                d.partner_employee_id.as_deref() == Some(e.as_str()) && d.status != Status::Failed
+            }
+            None => {
+                d.status != Status::Failed
+                    && d.partner_employee_id.is_none()
+                    && d.email
+                        .as_deref()
+                        .and_then(|x| Email::parse(x).ok())
+                        .is_some_and(|x| x.normalized() == v.email.normalized())
+            }
+        },
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plans() -> HashSet<String> {
+        ["PLAN-A".to_owned()].into_iter().collect()
+    }
+
+    #[test]
+    fn a_good_row_parses_and_keeps_the_partner_fields() {
+        let v = json!({"BikePlanCode": "PLAN-A", "FirstName": "Jane", "LastName": "Johansson", "Email": "Jane@Example.com", "Language": "FR", "ContractType": "", "partner_EmployeeID": "ABC123", "PersonnelNumber": "A1234"});
+        let r = parse_row(0, &v, &plans());
+        let ok = r.parsed.as_ref().expect("valid");
+        assert_eq!(ok.language, "fr");
+        assert_eq!(ok.full_name.as_deref(), Some("Jane Johansson"));
+        assert_eq!(ok.employee_id.as_deref(), Some("ABC123"));
+        assert_eq!(ok.attributes["PersonnelNumber"], "A1234");
+    }
+
+    #[test]
+    fn every_fault_of_a_row_is_named() {
+        let v = json!({"BikePlanCode": "NOPE", "Email": "not-an-address", "Language": "xx", "Shoe": 4, "FirstName": 7});
+        let r = parse_row(3, &v, &plans());
+        let reasons = r.parsed.err().expect("failed");
+        let fields: Vec<&str> = reasons.iter().map(|x| x.field.as_str()).collect();
+        for f in ["Shoe", "FirstName", "Email", "BikePlanCode", "Language"] {
+            assert!(fields.contains(&f), "{f} missing from {fields:?}");
+        }
+    }
+
+    #[test]
+    fn the_digest_ignores_key_order() {
+        let a = json!({"Email": "a@example.com", "BikePlanCode": "X"});
+        let b: Value =
+            serde_json::from_str(r#"{"BikePlanCode":"X","Email":"a@example.com"}"#).expect("json");
+        assert_eq!(row_digest(&a), row_digest(&b));
+        assert_ne!(
+            row_digest(&a),
+            row_digest(&json!({"Email": "b@example.com", "BikePlanCode": "X"}))
+        );
+    }
+
+    #[test]
+    fn the_request_is_a_user_or_a_list_within_the_limit() {
+        assert_eq!(
+            users_of(br#"{"user": {"Email": "a@b.c"}}"#, 10)
+                .expect("one")
+                .len(),
+            1
+        );
+        assert!(matches!(
+            users_of(br#"{"users": []}"#, 10),
+            Err(ApiError::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            users_of(br#"{"users": [{}, {}, {}]}"#, 2),
+            Err(ApiError::BatchTooLarge { .. })
+        ));
+        assert!(matches!(
+            users_of(br#"{"people": []}"#, 2),
+            Err(ApiError::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            users_of(b"[1]", 2),
+            Err(ApiError::InvalidArgument { .. })
+        ));
+    }
+}

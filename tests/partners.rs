@@ -1,0 +1,719 @@
+//! Partner registration as partners following documents 002 and 001 call it:
+//! `POST /api/account/` with a client_credentials token and the code exchange;
+//! `user.create` with an API key, one user and a list, retried; the outcome emails
+//! (at the embedded inbox, and at a real SMTP server in the production topology);
+//! the set-password page in headless Chromium; links built from the configured base
+//! URL whatever `Host` says.
+
+use admit_e2e::platform::{hidden_fields, Agent, Callback, Platform};
+use admit_e2e::topology::Topology;
+use admit_e2e::{by_recipient, http, unique};
+use anyhow::Context;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+const GRANTS: &[&str] = &["authorization_code", "refresh_token", "client_credentials"];
+
+struct Partner {
+    id: String,
+    client_id: String,
+    client_secret: String,
+    redirect_uri: String,
+    api_key: String,
+}
+
+/// A partner with a landing page, a confidential client, an API key and plan codes.
+fn partner(
+    cli: impl Fn(&[&str]) -> anyhow::Result<Value>,
+    name: &str,
+    landing: &str,
+    redirect_uri: &str,
+) -> anyhow::Result<Partner> {
+    let p = cli(&[
+        "partner",
+        "create",
+        "--name",
+        name,
+        "--landing-url",
+        landing,
+    ])?;
+    let id = p["partner_id"].as_str().context("partner_id")?.to_owned();
+    let mut args = vec![
+        "client",
+        "create",
+        "--partner",
+        &id,
+        "--name",
+        "Partner App",
+        "--redirect-uri",
+        redirect_uri,
+    ];
+    for g in GRANTS {
+        args.extend(["--grant", g]);
+    }
+    for s in ["openid", "profile", "email", "accounts:create"] {
+        args.extend(["--scope", s]);
+    }
+    let c = cli(&args)?;
+    let k = cli(&["api-key", "create", "--partner", &id])?;
+    cli(&["plan-code", "add", "--partner", &id, "PLAN-A", "PLAN-B"])?;
+    Ok(Partner {
+        client_id: c["client_id"].as_str().context("client_id")?.to_owned(),
+        client_secret: c["client_secret"].as_str().context("secret")?.to_owned(),
+        api_key: k["api_key"].as_str().context("api_key")?.to_owned(),
+        redirect_uri: redirect_uri.to_owned(),
+        id,
+    })
+}
+
+async fn client_credentials(issuer: &str, p: &Partner) -> anyhow::Result<String> {
+    let res = http()
+        .post(format!("{issuer}/oauth/token"))
+        .basic_auth(&p.client_id, Some(&p.client_secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "accounts:create"),
+        ])
+        .send()
+        .await?;
+    anyhow::ensure!(res.status() == 200, "token answered {}", res.status());
+    let body: Value = res.json().await?;
+    Ok(body["access_token"]
+        .as_str()
+        .context("access_token")?
+        .to_owned())
+}
+
+/// The embedded inbox's messages to `to`, waiting until there are `n`.
+async fn inbox(base: &str, to: &str, n: usize) -> anyhow::Result<Vec<Value>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let all: Vec<Value> = http()
+            .get(format!("{base}/dev/inbox.json"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let mine: Vec<Value> = all
+            .into_iter()
+            .filter(|m| m["to"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(to)))
+            .collect();
+        if mine.len() >= n || Instant::now() > deadline {
+            return Ok(mine);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The set-password link of an email's text part.
+fn set_password_link(text: &str) -> anyhow::Result<String> {
+    text.split_whitespace()
+        .find(|w| w.contains("/password/set?token="))
+        .map(|w| w.trim_end_matches(['.', ',', ')', '>']).to_owned())
+        .with_context(|| format!("no set-password link in: {text}"))
+}
+
+fn doc_002_body(email: &str, username: &str) -> Value {
+    json!({"firstName": "Doc", "lastName": "Test", "email": email, "username": username, "password": "doctestpassword"})
+}
+
+async fn post_json(
+    url: &str,
+    bearer: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, Value)> {
+    let mut req = http().post(url).bearer_auth(bearer).json(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = req.send().await?;
+    let status = res.status().as_u16();
+    let text = res.text().await?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
+}
+
+// --- document 002: account creation with a code ---------------------------------
+
+async fn document_002(p: Platform) -> anyhow::Result<()> {
+    let partner = partner(
+        |a| p.cli(a),
+        "Carvoyant Partner",
+        "https://partner.example.com/welcome",
+        "https://test.example.com/cb",
+    )?;
+    let token = client_credentials(&p.issuer, &partner).await?;
+    let email = format!("{}@example.com", unique("doc"));
+    let username = unique("doctest");
+    let (status, body) = post_json(
+        &format!("{}/api/account/", p.accounts),
+        &token,
+        &doc_002_body(&email, &username),
+        &[],
+    )
+    .await?;
+    assert_eq!(status, 201, "{body}");
+    // Exactly the document's shape.
+    let mut keys: Vec<&str> = body["account"]
+        .as_object()
+        .context("account")?
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "accessToken",
+            "dateCreated",
+            "email",
+            "firstName",
+            "id",
+            "lastName",
+            "phone",
+            "preferredContact",
+            "timeZone",
+            "username",
+            "zipcode"
+        ]
+    );
+    assert_eq!(body["totalRecords"], 1);
+    assert_eq!(body["account"]["firstName"], "Doc");
+    assert_eq!(body["account"]["email"], email.as_str());
+    assert_eq!(body["account"]["username"], username.as_str());
+    assert!(body["account"]["zipcode"].is_null());
+    let date = body["account"]["dateCreated"].as_str().context("date")?;
+    assert_eq!(date.len(), 20, "{date}");
+    assert!(
+        date.ends_with("+0000") && date.as_bytes()[8] == b'T',
+        "{date}"
+    );
+    let account_id = body["account"]["id"].as_str().context("id")?.to_owned();
+    let code = body["account"]["accessToken"]["code"]
+        .as_str()
+        .context("code")?
+        .to_owned();
+
+    // curl --user CLIENT:SECRET -d "grant_type=authorization_code&code=…&redirect_uri=…"
+    let exchange = || {
+        http()
+            .post(format!("{}/oauth/token", p.issuer))
+            .basic_auth(&partner.client_id, Some(&partner.client_secret))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", partner.redirect_uri.as_str()),
+            ])
+            .send()
+    };
+    let res = exchange().await?;
+    assert_eq!(res.status(), 200);
+    let tokens: Value = res.json().await?;
+    assert_eq!(tokens["token_type"], "bearer");
+    assert_eq!(tokens["expires_in"], 86400);
+    assert!(tokens["refresh_token"].is_string(), "{tokens}");
+    let access = tokens["access_token"].as_str().context("access_token")?;
+    let me: Value = http()
+        .get(format!("{}/oauth/userinfo", p.issuer))
+        .bearer_auth(access)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(me["sub"], account_id.as_str(), "{me}");
+    // The code works once.
+    let again = exchange().await?;
+    assert_eq!(again.status(), 400);
+    let again: Value = again.json().await?;
+    assert_eq!(again["error"], "invalid_grant");
+
+    // The same address or username again: 409, naming the field.
+    let (status, body) = post_json(
+        &format!("{}/api/account/", p.accounts),
+        &token,
+        &doc_002_body(&email.to_uppercase(), &unique("other")),
+        &[],
+    )
+    .await?;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "ContactAlreadyUsedException");
+    assert_eq!(body["field"], "email");
+    // Bad input names the field and writes nothing.
+    for (field, patch) in [
+        ("firstName", json!({"firstName": null})),
+        ("email", json!({"email": "no-domain"})),
+        ("password", json!({"password": "12345"})),
+        ("username", json!({"username": "a b"})),
+        ("phone", json!({"phone": "12345"})),
+        ("preferredContact", json!({"preferredContact": "pigeon"})),
+        ("shoeSize", json!({"shoeSize": 44})),
+    ] {
+        let mut b = doc_002_body(&format!("{}@example.com", unique("bad")), &unique("bad"));
+        for (k, v) in patch.as_object().context("patch")? {
+            b[k] = v.clone();
+        }
+        let (status, body) =
+            post_json(&format!("{}/api/account/", p.accounts), &token, &b, &[]).await?;
+        assert_eq!(status, 400, "{field}: {body}");
+        assert_eq!(body["field"], field, "{body}");
+    }
+    // An API key is a partner credential but has no client to issue a code to.
+    let (status, _) = post_json(
+        &format!("{}/api/account/", p.accounts),
+        &partner.api_key,
+        &doc_002_body(&format!("{}@example.com", unique("k")), &unique("k")),
+        &[],
+    )
+    .await?;
+    assert_eq!(status, 403);
+    let (status, _) = post_json(
+        &format!("{}/api/account/", p.accounts),
+        "not-a-token",
+        &doc_002_body(&format!("{}@example.com", unique("k")), &unique("k")),
+        &[],
+    )
+    .await?;
+    assert_eq!(status, 401);
+
+    if p.mode == "embedded" {
+        // The notice of SPEC §4: who holds the data, the username, the portal, a
+        // set-password link; never the password.
+        let mail = inbox(&p.accounts, &email, 1).await?;
+        assert_eq!(mail.len(), 1, "{mail:?}");
+        let text = mail[0]["text"].as_str().unwrap_or_default();
+        let html = mail[0]["html"].as_str().unwrap_or_default();
+        assert!(mail[0]["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("Carvoyant Partner")));
+        assert!(text.contains(&username), "{text}");
+        assert!(!text.contains("doctestpassword") && !html.contains("doctestpassword"));
+        let link = set_password_link(text)?;
+        assert!(link.starts_with(&format!("{}/password/set?token=", p.accounts)));
+        let token = link.split("token=").nth(1).context("token")?;
+        // Neither the token nor the code is stored in clear.
+        let stored = p.stored_text()?;
+        assert!(
+            !stored.contains(token),
+            "a set-password token is stored in clear"
+        );
+        assert!(!stored.contains(&code), "a code is stored in clear");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn document_002_embedded() -> anyhow::Result<()> {
+    document_002(Platform::embedded(&[])?).await
+}
+
+#[tokio::test]
+async fn document_002_production() -> anyhow::Result<()> {
+    document_002(Platform::production(&[])?).await
+}
+
+// --- document 001: user.create -------------------------------------------------
+
+fn doc_001_user(email: &str, plan: &str, lang: &str, employee: &str) -> Value {
+    json!({
+        "BikePlanCode": plan,
+        "FirstName": "Jane",
+        "LastName": "Johansson",
+        "Email": email,
+        "Language": lang,
+        "ContractType": "",
+        "partner_EmployeeID": employee,
+        "PersonnelNumber": "A1234"
+    })
+}
+
+/// What the subject of each outcome starts with, per language.
+fn subject_starts(kind: &str, lang: &str) -> &'static str {
+    match (kind, lang) {
+        ("created", "fr") => "Bienvenue",
+        ("created", "de") => "Willkommen",
+        ("created", "nl") => "Welkom",
+        ("created", _) => "Welcome",
+        ("existing", "fr") => "Vous avez déjà",
+        ("existing", "de") => "Sie haben bereits",
+        ("existing", "nl") => "Je hebt al",
+        ("existing", _) => "You already",
+        ("failed", "fr") => "Votre inscription",
+        ("failed", "de") => "Ihre Registrierung",
+        ("failed", "nl") => "Je registratie",
+        (_, _) => "Your registration",
+    }
+}
+
+async fn outbox_rows(db_url: &str) -> anyhow::Result<i64> {
+    use diesel::prelude::*;
+    let mut c = diesel::PgConnection::establish(db_url)?;
+    Ok(admit_store::schema::outbox::table
+        .count()
+        .get_result(&mut c)?)
+}
+
+#[tokio::test]
+async fn document_001_lists_at_a_real_smtp_server() -> anyhow::Result<()> {
+    let t = Topology::new(&[])?;
+    let account = t.start("admit-account")?;
+    let _oauth = t.start("admit-oauth")?;
+    let _mailer = t.start("admit-mailer")?;
+    let cli = |a: &[&str]| t.cli(a);
+    let velo = partner(
+        cli,
+        "Velo Lease",
+        "https://velo.example.com/",
+        "https://velo.example.com/cb",
+    )?;
+    let other = partner(
+        cli,
+        "Other Partner",
+        "https://other.example.com/",
+        "https://other.example.com/cb",
+    )?;
+    let url = format!("{}/receiver/APIv3/user.create", account.url);
+    let tag = unique("b");
+
+    // Document 001's body as is: one user.
+    let jane = format!("jane-{tag}@example.com");
+    let (status, one) = post_json(
+        &url,
+        &velo.api_key,
+        &json!({"user": doc_001_user(&jane, "PLAN-A", "FR", &format!("ABC123-{tag}"))}),
+        &[],
+    )
+    .await?;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["results"][0]["status"], "created", "{one}");
+    assert_eq!(one["counts"]["created"], 1);
+
+    // 100 addresses that already have an account (another partner registered them).
+    let existing: Vec<String> = (0..100)
+        .map(|i| format!("old-{i}-{tag}@example.com"))
+        .collect();
+    let first: Vec<Value> = existing
+        .iter()
+        .enumerate()
+        .map(|(i, e)| doc_001_user(e, "PLAN-A", "EN", &format!("o{i}")))
+        .collect();
+    let (status, r) = post_json(&url, &other.api_key, &json!({"users": first}), &[]).await?;
+    assert_eq!(status, 200);
+    assert_eq!(r["counts"]["created"], 100, "{}", r["counts"]);
+
+    // 1,000 users: 700 new, 100 existing, 100 unknown plan codes, 100 malformed
+    // addresses; languages en, fr, de, nl, and one the mailer does not have (es).
+    let langs = ["EN", "fr", "De", "NL", "es"];
+    let mut users = Vec::new();
+    let mut expect: Vec<(String, &str, String)> = Vec::new(); // (email, kind, lang)
+    for i in 0..1000 {
+        let lang = langs[i % langs.len()];
+        let employee = format!("e{i}-{tag}");
+        let (email, plan, kind) = match i % 10 {
+            0 => (existing[i / 10].clone(), "PLAN-B", "existing"),
+            1 => (
+                format!("plan-{i}-{tag}@example.com"),
+                "NO-SUCH-PLAN",
+                "failed",
+            ),
+            2 => (
+                format!("broken-{i}-{tag}.example.com"),
+                "PLAN-A",
+                "bad-address",
+            ),
+            _ => (format!("new-{i}-{tag}@example.com"), "PLAN-A", "created"),
+        };
+        users.push(doc_001_user(&email, plan, lang, &employee));
+        expect.push((email, kind, lang.to_ascii_lowercase()));
+    }
+    let list = json!({ "users": users });
+    let (status, r) = post_json(&url, &velo.api_key, &list, &[]).await?;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["total"], 1000);
+    assert_eq!(
+        r["counts"],
+        json!({"created": 700, "existing": 100, "failed": 200})
+    );
+    let results = r["results"].as_array().context("results")?;
+    for (i, (res, (email, kind, _))) in results.iter().zip(&expect).enumerate() {
+        assert_eq!(res["index"], i);
+        let want = if *kind == "bad-address" {
+            "failed"
+        } else {
+            kind
+        };
+        assert_eq!(res["status"], want, "row {i}: {res}");
+        match *kind {
+            "failed" => assert_eq!(res["reasons"][0]["field"], "BikePlanCode", "{res}"),
+            "bad-address" => assert_eq!(res["reasons"][0]["field"], "Email", "{res}"),
+            _ => assert!(res["account_id"].is_string(), "{res}"),
+        }
+        assert_eq!(res["Email"], email.as_str());
+    }
+
+    // Each address gets its one email, in its language: 1 + 100 + 700 + 100 + 100.
+    let want = 1 + 100 + 700 + 100 + 100;
+    let mails = t.smtp.wait_for(want, Duration::from_secs(180));
+    assert_eq!(mails.len(), want, "emails at the SMTP server");
+    let counts = by_recipient(&mails);
+    let by_to: HashMap<String, &admit_e2e::CapturedMail> = mails
+        .iter()
+        .map(|m| (m.to.to_ascii_lowercase(), m))
+        .collect();
+    for (email, kind, lang) in &expect {
+        let key = email.to_ascii_lowercase();
+        if *kind == "bad-address" {
+            assert!(!counts.contains_key(&key));
+            continue;
+        }
+        // The existing addresses also had the other partner's welcome.
+        let n = if *kind == "existing" { 2 } else { 1 };
+        assert_eq!(counts.get(&key), Some(&n), "{email}");
+        let mail = mails
+            .iter()
+            .filter(|m| m.to.eq_ignore_ascii_case(email))
+            .find(|m| m.subject.starts_with(subject_starts(kind, lang)))
+            .with_context(|| format!("{email} ({kind}, {lang}): {:?}", by_to.get(&key)))?;
+        assert!(!mail.text.is_empty() && !mail.html.is_empty());
+        match *kind {
+            "created" | "existing" => {
+                let link = set_password_link(&mail.text)?;
+                assert!(link.starts_with("https://accounts.example.test/password/set?token="));
+            }
+            _ => assert!(mail.text.contains("NO-SUCH-PLAN"), "{}", mail.text),
+        }
+    }
+
+    // The same list again: the same results, nothing created, nothing queued.
+    let before = outbox_rows(&t.tdb.url).await?;
+    let (status, again) = post_json(&url, &velo.api_key, &list, &[]).await?;
+    assert_eq!(status, 200);
+    assert_eq!(again["counts"], r["counts"]);
+    for (a, b) in again["results"]
+        .as_array()
+        .context("results")?
+        .iter()
+        .zip(results)
+    {
+        assert_eq!(a, b);
+    }
+    assert_eq!(
+        outbox_rows(&t.tdb.url).await?,
+        before,
+        "a retry queued email"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(t.smtp.messages().len(), want, "a retry sent email");
+    Ok(())
+}
+
+#[tokio::test]
+async fn user_create_limits_and_idempotency_keys() -> anyhow::Result<()> {
+    let p = Platform::embedded(&[])?;
+    let partner = partner(
+        |a| p.cli(a),
+        "Velo Lease",
+        "https://velo.example.com/",
+        "https://velo.example.com/cb",
+    )?;
+    let url = format!("{}/receiver/APIv3/user.create", p.accounts);
+    // No key, a wrong key: 401.
+    let res = http().post(&url).json(&json!({"users": []})).send().await?;
+    assert_eq!(res.status(), 401);
+    let (status, _) = post_json(&url, "ak_wrong", &json!({"users": []}), &[]).await?;
+    assert_eq!(status, 401);
+    // Over the limit: 413 naming the list.
+    let many: Vec<Value> = (0..10_001)
+        .map(|i| doc_001_user(&format!("m{i}@example.com"), "PLAN-A", "EN", &i.to_string()))
+        .collect();
+    let (status, body) = post_json(&url, &partner.api_key, &json!({"users": many}), &[]).await?;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["field"], "users");
+    // Shapes that are not a user or a list.
+    for bad in [json!({"users": []}), json!({"people": []}), json!([1])] {
+        let (status, body) = post_json(&url, &partner.api_key, &bad, &[]).await?;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    // An Idempotency-Key replays the response; another body with it answers 422.
+    let tag = unique("i");
+    let body = json!({"users": [doc_001_user(&format!("a-{tag}@example.com"), "PLAN-A", "EN", "1"),
+                                doc_001_user(&format!("b-{tag}@example.com"), "PLAN-A", "NL", "2")]});
+    let key = [("Idempotency-Key", tag.as_str())];
+    let (status, first) = post_json(&url, &partner.api_key, &body, &key).await?;
+    assert_eq!(status, 200);
+    let res = http()
+        .post(&url)
+        .bearer_auth(&partner.api_key)
+        .header("Idempotency-Key", tag.as_str())
+        .json(&body)
+        .send()
+        .await?;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    assert_eq!(res.json::<Value>().await?, first);
+    let other =
+        json!({"users": [doc_001_user(&format!("c-{tag}@example.com"), "PLAN-A", "EN", "3")]});
+    let (status, body) = post_json(&url, &partner.api_key, &other, &key).await?;
+    assert_eq!(status, 422, "{body}");
+    // A revoked key stops at once.
+    let keys = p.cli(&["api-key", "create", "--partner", &partner.id])?;
+    let (key_id, api_key) = (
+        keys["key_id"].as_str().context("key_id")?,
+        keys["api_key"].as_str().context("api_key")?,
+    );
+    let one = json!({"user": doc_001_user(&format!("d-{tag}@example.com"), "PLAN-A", "EN", "4")});
+    assert_eq!(post_json(&url, api_key, &one, &[]).await?.0, 200);
+    p.cli(&["api-key", "revoke", key_id])?;
+    assert_eq!(post_json(&url, api_key, &one, &[]).await?.0, 401);
+    Ok(())
+}
+
+// --- the set-password page --------------------------------------------------------
+
+#[tokio::test]
+async fn set_password_in_chromium_then_authorize_skips_login() -> anyhow::Result<()> {
+    let p = Platform::embedded(&[])?;
+    let landing = Callback::start()?;
+    let partner = partner(|a| p.cli(a), "Velo Lease", &landing.url, &landing.url)?;
+    let email = format!("{}@example.com", unique("set"));
+    let (status, r) = post_json(
+        &format!("{}/receiver/APIv3/user.create", p.accounts),
+        &partner.api_key,
+        &json!({"user": doc_001_user(&email, "PLAN-A", "EN", "X1")}),
+        &[],
+    )
+    .await?;
+    assert_eq!(status, 200, "{r}");
+    let mail = inbox(&p.accounts, &email, 1).await?;
+    let link = set_password_link(mail[0]["text"].as_str().unwrap_or_default())?;
+
+    // A mail scanner opening the link does not use it.
+    let mut scanner = Agent::new()?;
+    for _ in 0..2 {
+        let page = scanner.get(&link).await?;
+        assert_eq!(page.status, 200);
+        assert_eq!(
+            page.headers
+                .get("referrer-policy")
+                .and_then(|v| v.to_str().ok()),
+            Some("no-referrer")
+        );
+    }
+    // A password the policy refuses is refused on the page.
+    let page = scanner.get(&link).await?;
+    let mut form = hidden_fields(&page.body);
+    form.push(("password".into(), "12345".into()));
+    form.push(("password_confirm".into(), "12345".into()));
+    let refused = scanner
+        .post(&format!("{}/password/set", p.accounts), &form)
+        .await?;
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("password-error"));
+
+    let authorize = format!(
+        "{}/oauth/authorize?response_type=code&client_id={}&redirect_uri={}&scope=openid&state=s1",
+        p.issuer,
+        partner.client_id,
+        urlencode(&partner.redirect_uri)
+    );
+    let (link2, authorize2) = (link.clone(), authorize.clone());
+    let landing_url = landing.url.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let (browser, _profile) = admit_e2e::platform::chromium()?;
+        let tab = browser.new_tab()?;
+        tab.set_default_timeout(Duration::from_secs(60));
+        tab.navigate_to(&link2)?;
+        tab.wait_for_element("#password")?.click()?;
+        tab.type_str("horse-battery-9")?;
+        tab.wait_for_element("#password_confirm")?.click()?;
+        tab.type_str("horse-battery-9")?;
+        tab.wait_for_element("#set-password")?.click()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !tab.get_url().starts_with(&landing_url) {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "never reached the landing page; at {}",
+                tab.get_url()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Logged in: authorize for the partner's client goes straight to consent.
+        tab.navigate_to(&authorize2)?;
+        tab.wait_for_element("#allow")
+            .with_context(|| format!("no consent page; at {}", tab.get_url()))?;
+        anyhow::ensure!(
+            tab.find_element("#login").is_err(),
+            "the login page was shown"
+        );
+        Ok(())
+    })
+    .await??;
+    // The landing page was reached by the browser.
+    landing.next(Duration::from_secs(10))?;
+    // The link works once.
+    let mut late = Agent::new()?;
+    let page = late.get(&link).await?;
+    assert_eq!(page.status, 410);
+    // And the password works on the login page.
+    let signed_in = late.login(&p.accounts, &email, "horse-battery-9").await?;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    Ok(())
+}
+
+fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("x", s)])
+        .unwrap_or_default()
+        .trim_start_matches("x=")
+        .to_owned()
+}
+
+// --- links never come from Host ---------------------------------------------------
+
+#[tokio::test]
+async fn email_links_use_the_configured_base_url_whatever_the_host() -> anyhow::Result<()> {
+    let p = Platform::embedded(&[])?;
+    let partner = partner(
+        |a| p.cli(a),
+        "Velo Lease",
+        "https://velo.example.com/",
+        "https://velo.example.com/cb",
+    )?;
+    let token = client_credentials(&p.issuer, &partner).await?;
+    let (a, b) = (
+        format!("{}@example.com", unique("host")),
+        format!("{}@example.com", unique("host")),
+    );
+    let evil = [("Host", "evil.test"), ("X-Forwarded-Host", "evil.test")];
+    let (status, body) = post_json(
+        &format!("{}/api/account/", p.accounts),
+        &token,
+        &doc_002_body(&a, &unique("host")),
+        &evil,
+    )
+    .await?;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = post_json(
+        &format!("{}/receiver/APIv3/user.create", p.accounts),
+        &partner.api_key,
+        &json!({"user": doc_001_user(&b, "PLAN-A", "DE", "H1")}),
+        &evil,
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    for to in [&a, &b] {
+        let mail = inbox(&p.accounts, to, 1).await?;
+        let text = mail[0]["text"].as_str().unwrap_or_default();
+        let html = mail[0]["html"].as_str().unwrap_or_default();
+        assert!(!text.contains("evil.test") && !html.contains("evil.test"));
+        assert!(set_password_link(text)?.starts_with(&p.accounts));
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! The production topology for end-to-end suites: PostgreSQL, Redis, a real SMTP
+//! capture server, and the three service binaries started on demand.
+
+use crate::{http, post_account, redis_url, signup, unique, Proc, SmtpCapture, TestDatabase};
+use admit_store::{mail, Db};
+use std::process::Command;
+
+pub struct Topology {
+    pub tdb: TestDatabase,
+    pub env: Vec<(String, String)>,
+    pub logs: tempfile::TempDir,
+    pub smtp: SmtpCapture,
+    pub prefix: String,
+}
+
+impl Topology {
+    pub fn new(extra: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let tdb = TestDatabase::postgres()?;
+        let smtp = SmtpCapture::start()?;
+        let prefix = unique("admit-e2e-");
+        let mut env: Vec<(String, String)> = [
+            ("ADMIT__DATABASE__URL", tdb.url.as_str()),
+            ("ADMIT__REDIS__URL", redis_url().as_str()),
+            ("ADMIT__REDIS__PREFIX", prefix.as_str()),
+            ("ADMIT__ACCOUNT__PORT", "0"),
+            ("ADMIT__OAUTH__PORT", "0"),
+            ("ADMIT__MAILER__PORT", "0"),
+            ("ADMIT__MAILER__SMTP__HOST", "127.0.0.1"),
+            ("ADMIT__MAILER__SMTP__PORT", smtp.port.to_string().as_str()),
+            ("ADMIT__MAILER__SMTP__TLS", "none"),
+            ("ADMIT__MAILER__CLAIM_IDLE_MS", "2000"),
+            ("ADMIT__PUBLIC_BASE_URL", "https://accounts.example.test"),
+            (
+                "ADMIT__OAUTH__KEY_ENCRYPTION_KEY",
+                crate::test_kek().as_str(),
+            ),
+            ("ADMIT__INTERNAL__LINK_KEY", crate::test_kek().as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let status = Command::new(crate::bin("admit"))
+            .arg("migrate")
+            .envs(env.clone())
+            .status()?;
+        anyhow::ensure!(status.success(), "admit migrate failed");
+        Ok(Self {
+            tdb,
+            env,
+            logs: tempfile::tempdir()?,
+            smtp,
+            prefix,
+        })
+    }
+
+    /// Runs an `admit` operator command against this topology's database.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        crate::admin_cli(args, &self.env)
+    }
+
+    pub fn start(&self, name: &str) -> anyhow::Result<Proc> {
+        Proc::start(name, &[], &self.env, self.logs.path())
+    }
+
+    pub async fn sent_count(&self) -> anyhow::Result<i64> {
+        let db = Db::connect(&self.tdb.url, 1)?;
+        Ok(db
+            .run(|c| mail::count_by_status(c, mail::MailStatus::Sent))
+            .await?)
+    }
+
+    pub async fn stream_len(&self) -> anyhow::Result<usize> {
+        let client = redis::Client::open(redis_url())?;
+        let mut c = client.get_multiplexed_async_connection().await?;
+        Ok(redis::cmd("XLEN")
+            .arg(format!("{}:mail", self.prefix))
+            .query_async(&mut c)
+            .await?)
+    }
+
+    /// Creates `n` accounts, 16 at a time; returns their addresses.
+    pub async fn create_accounts(
+        &self,
+        base: &str,
+        n: usize,
+        tag: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        let client = http();
+        let emails: Vec<String> = (0..n).map(|i| format!("{tag}-{i}@example.com")).collect();
+        for chunk in emails.chunks(16) {
+            let tasks: Vec<_> = chunk
+                .iter()
+                .map(|e| {
+                    let (client, base, e) = (client.clone(), base.to_owned(), e.clone());
+                    tokio::spawn(async move { post_account(&client, &base, &signup(&e)).await })
+                })
+                .collect();
+            for t in tasks {
+                let (status, body) = t.await??;
+                anyhow::ensure!(status == 201, "sign-up answered {status}: {body}");
+            }
+        }
+        Ok(emails)
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if let Ok(mut c) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}:*", self.prefix))
+                .query(&mut c)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut c);
+            }
+        }
+    }
+}
