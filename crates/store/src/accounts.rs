@@ -108,6 +108,16 @@ pub fn purge_expired_test_accounts(
         return Ok(0);
     }
     diesel::delete(contacts::table.filter(contacts::account_id.eq_any(&expired))).execute(conn)?;
+    diesel::delete(
+        crate::schema::memberships::table
+            .filter(crate::schema::memberships::account_id.eq_any(&expired)),
+    )
+    .execute(conn)?;
+    diesel::delete(
+        crate::schema::password_tokens::table
+            .filter(crate::schema::password_tokens::account_id.eq_any(&expired)),
+    )
+    .execute(conn)?;
     Ok(diesel::delete(accounts::table.filter(accounts::id.eq_any(&expired))).execute(conn)?)
 }
 

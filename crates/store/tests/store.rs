@@ -267,3 +267,104 @@ async fn expired_test_accounts_are_purged_with_their_contacts() -> anyhow::Resul
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn batch_inserts_are_all_or_nothing_on_every_backend() -> anyhow::Result<()> {
+    for (backend, tdb) in TestDatabase::each()? {
+        let db = tdb.db()?;
+        // 2,500 accounts: more than one multi-row chunk.
+        let n = 2_500;
+        let rows: Vec<AccountRow> = (0..n).map(|i| account(&format!("b{i}"), None)).collect();
+        let contacts: Vec<ContactRow> = (0..n)
+            .map(|i| email(&format!("b{i}"), &format!("b{i}@example.com")))
+            .collect();
+        let mails: Vec<Envelope> = (0..n)
+            .map(|i| welcome(&format!("b{i}@example.com")))
+            .collect();
+        db.write(move |c| {
+            accounts::insert_many(c, &rows, &contacts)?;
+            outbox::enqueue_many(c, outbox::MAIL_TOPIC, &mails)
+        })
+        .await?;
+        assert_eq!(db.run(accounts::count).await?, n as i64, "{backend}");
+        assert_eq!(
+            db.run(|c| outbox::count_unpublished(c, outbox::MAIL_TOPIC))
+                .await?,
+            n as i64,
+            "{backend}"
+        );
+        // A batch whose last row takes a used address writes none of its rows.
+        let mut rows: Vec<AccountRow> = (0..1_500)
+            .map(|i| account(&format!("c{i}"), None))
+            .collect();
+        let mut contacts: Vec<ContactRow> = (0..1_500)
+            .map(|i| email(&format!("c{i}"), &format!("c{i}@example.com")))
+            .collect();
+        rows.push(account("c-last", None));
+        contacts.push(email("c-last", "B7@example.com"));
+        let refused = db
+            .write(move |c| accounts::insert_many(c, &rows, &contacts))
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Conflict(Conflict::Contact))),
+            "{backend}: {refused:?}"
+        );
+        assert_eq!(db.run(accounts::count).await?, n as i64, "{backend}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn set_password_links_are_single_use_expiring_and_replaced_by_newer_ones(
+) -> anyhow::Result<()> {
+    use admit_store::registrations::{self, PasswordTokenRow};
+    for (backend, tdb) in TestDatabase::each()? {
+        let db = tdb.db()?;
+        db.write(|c| accounts::insert(c, &account("p1", None), &[email("p1", "p1@example.com")]))
+            .await?;
+        let now = admit_store::now();
+        let link = |digest: &str, ttl: i64| PasswordTokenRow {
+            token_digest: digest.into(),
+            account_id: "p1".into(),
+            partner_id: None,
+            created_at: now,
+            expires_at: now + Duration::seconds(ttl),
+            used_at: None,
+        };
+        let (old, new, expired) = (link("old", 3600), link("new", 3600), link("gone", -1));
+        db.write(move |c| registrations::insert_password_tokens(c, &[old], now))
+            .await?;
+        db.write(move |c| registrations::insert_password_tokens(c, &[new], now))
+            .await?;
+        // The newer link replaced the older one.
+        let at = admit_store::now();
+        assert!(db
+            .run(move |c| registrations::live_password_token(c, "old", at))
+            .await?
+            .is_none());
+        assert!(db
+            .run(move |c| registrations::live_password_token(c, "new", at))
+            .await?
+            .is_some());
+        // Used once, then never again.
+        let first = db
+            .write(move |c| registrations::spend_password_token(c, "new", at))
+            .await?;
+        assert_eq!(
+            first.map(|r| r.account_id).as_deref(),
+            Some("p1"),
+            "{backend}"
+        );
+        let second = db
+            .write(move |c| registrations::spend_password_token(c, "new", at))
+            .await?;
+        assert!(second.is_none(), "{backend}");
+        db.write(move |c| registrations::insert_password_tokens(c, &[expired], at))
+            .await?;
+        assert!(db
+            .write(move |c| registrations::spend_password_token(c, "gone", at))
+            .await?
+            .is_none());
+    }
+    Ok(())
+}
