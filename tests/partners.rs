@@ -717,3 +717,69 @@ async fn email_links_use_the_configured_base_url_whatever_the_host() -> anyhow::
     }
     Ok(())
 }
+
+// --- an address someone else signed up with -----------------------------------------
+
+/// Somebody signs up with an address that is not theirs and keeps a session; the
+/// partner then registers the address's owner, who gets "you already have an
+/// account" with a reset link. Choosing a password there ends the other session and
+/// the grants of other partners' clients (no pre-account takeover).
+#[tokio::test]
+async fn a_reset_from_the_existing_account_email_ends_every_other_way_in() -> anyhow::Result<()> {
+    let p = Platform::embedded(&[])?;
+    let email = format!("{}@example.com", unique("owner"));
+    p.user(&email, "squatter-pass-1").await?;
+    let mut squatter = Agent::new()?;
+    let signed_in = squatter
+        .login(&p.accounts, &email, "squatter-pass-1")
+        .await?;
+    assert_eq!(signed_in.status, 303);
+    assert_eq!(squatter.get(&format!("{}/", p.accounts)).await?.status, 200);
+
+    let partner = partner(
+        |a| p.cli(a),
+        "Velo Lease",
+        "https://velo.example.com/",
+        "https://velo.example.com/cb",
+    )?;
+    let (status, r) = post_json(
+        &format!("{}/receiver/APIv3/user.create", p.accounts),
+        &partner.api_key,
+        &json!({"user": doc_001_user(&email, "PLAN-A", "NL", "OWN-1")}),
+        &[],
+    )
+    .await?;
+    assert_eq!(status, 200);
+    assert_eq!(r["results"][0]["status"], "existing", "{r}");
+    let mail = inbox(&p.accounts, &email, 2).await?;
+    let existing = mail
+        .iter()
+        .find(|m| {
+            m["subject"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("Je hebt al"))
+        })
+        .context("the Dutch 'you already have an account' email")?;
+    let link = set_password_link(existing["text"].as_str().unwrap_or_default())?;
+
+    let mut owner = Agent::new()?;
+    let page = owner.get(&link).await?;
+    let mut form = hidden_fields(&page.body);
+    form.push(("password".into(), "owner-pass-22".into()));
+    form.push(("password_confirm".into(), "owner-pass-22".into()));
+    let done = owner
+        .post(&format!("{}/password/set", p.accounts), &form)
+        .await?;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location.as_deref(), Some("https://velo.example.com/"));
+    // The owner is signed in; the squatter's session is over, and its password too.
+    assert_eq!(owner.get(&format!("{}/", p.accounts)).await?.status, 200);
+    let home = squatter.get(&format!("{}/", p.accounts)).await?;
+    assert_eq!(home.status, 303);
+    assert_eq!(home.location.as_deref(), Some("/login"));
+    let again = Agent::new()?
+        .login(&p.accounts, &email, "squatter-pass-1")
+        .await?;
+    assert_eq!(again.status, 401);
+    Ok(())
+}

@@ -127,6 +127,42 @@ pub fn end_session(
     Ok(())
 }
 
+/// After a password is set or reset: ends every login session of the account, and
+/// revokes its grants except those of `keep_partner`'s clients (the partner that
+/// created the account and sent the link keeps the access it was given). Returns the
+/// sessions ended and the grants revoked.
+pub fn after_password_change(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    keep_partner: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<(usize, usize), StoreError> {
+    use crate::schema::clients;
+    let ended = diesel::update(
+        sessions::table
+            .filter(sessions::account_id.eq(account_id))
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set(sessions::revoked_at.eq(Some(now)))
+    .execute(conn)?;
+    let kept: Vec<String> = match keep_partner {
+        Some(p) => clients::table
+            .filter(clients::partner_id.eq(p))
+            .select(clients::id)
+            .load(conn)?,
+        None => Vec::new(),
+    };
+    let revoked = diesel::update(
+        grants::table
+            .filter(grants::account_id.eq(account_id))
+            .filter(grants::revoked_at.is_null())
+            .filter(diesel::dsl::not(grants::client_id.eq_any(&kept))),
+    )
+    .set(grants::revoked_at.eq(Some(now)))
+    .execute(conn)?;
+    Ok((ended, revoked))
+}
+
 // --- grants, codes, refresh tokens ------------------------------------------------
 
 pub fn insert_grant(conn: &mut AnyConnection, row: &GrantRow) -> Result<(), StoreError> {

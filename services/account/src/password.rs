@@ -4,7 +4,8 @@
 //! scanners open links. `POST` checks the password against the policy of §3, then in
 //! one transaction uses the token (single use, a conditional update), sets the
 //! password, enables the account and starts the login session; it redirects to the
-//! partner's landing page. The page sends `Referrer-Policy: no-referrer`, so the token
+//! partner's landing page. The new password ends the account's other sessions and its
+//! grants to clients of other partners. The page sends `Referrer-Policy: no-referrer`, so the token
 //! in its address never leaves in a `Referer`.
 
 use crate::{hasher, AccountState};
@@ -158,6 +159,9 @@ pub async fn set_password(
                     return Ok(Outcome::Gone);
                 };
                 registrations::set_password(c, &row.account_id, &hash)?;
+                // A new password ends every other way in: sessions, and grants of
+                // other clients (whoever signed up with this address before).
+                grants::after_password_change(c, &row.account_id, row.partner_id.as_deref(), now)?;
                 let mut session = session;
                 session.account_id = row.account_id.clone();
                 grants::insert_session(c, &session)?;
