@@ -67,6 +67,16 @@ fn partner(
     })
 }
 
+/// The partner "Velo Lease" of the embedded platform `p`.
+fn velo(p: &Platform) -> anyhow::Result<Partner> {
+    partner(
+        |a| p.cli(a),
+        "Velo Lease",
+        "https://velo.example.com/",
+        "https://velo.example.com/cb",
+    )
+}
+
 async fn client_credentials(issuer: &str, p: &Partner) -> anyhow::Result<String> {
     let res = http()
         .post(format!("{issuer}/oauth/token"))
@@ -513,12 +523,7 @@ async fn document_001_lists_at_a_real_smtp_server() -> anyhow::Result<()> {
 #[tokio::test]
 async fn user_create_limits_and_idempotency_keys() -> anyhow::Result<()> {
     let p = Platform::embedded(&[])?;
-    let partner = partner(
-        |a| p.cli(a),
-        "Velo Lease",
-        "https://velo.example.com/",
-        "https://velo.example.com/cb",
-    )?;
+    let partner = velo(&p)?;
     let url = format!("{}/receiver/APIv3/user.create", p.accounts);
     // No key, a wrong key: 401.
     let res = http().post(&url).json(&json!({"users": []})).send().await?;
@@ -680,12 +685,7 @@ fn urlencode(s: &str) -> String {
 #[tokio::test]
 async fn email_links_use_the_configured_base_url_whatever_the_host() -> anyhow::Result<()> {
     let p = Platform::embedded(&[])?;
-    let partner = partner(
-        |a| p.cli(a),
-        "Velo Lease",
-        "https://velo.example.com/",
-        "https://velo.example.com/cb",
-    )?;
+    let partner = velo(&p)?;
     let token = client_credentials(&p.issuer, &partner).await?;
     let (a, b) = (
         format!("{}@example.com", unique("host")),
@@ -736,12 +736,7 @@ async fn a_reset_from_the_existing_account_email_ends_every_other_way_in() -> an
     assert_eq!(signed_in.status, 303);
     assert_eq!(squatter.get(&format!("{}/", p.accounts)).await?.status, 200);
 
-    let partner = partner(
-        |a| p.cli(a),
-        "Velo Lease",
-        "https://velo.example.com/",
-        "https://velo.example.com/cb",
-    )?;
+    let partner = velo(&p)?;
     let (status, r) = post_json(
         &format!("{}/receiver/APIv3/user.create", p.accounts),
         &partner.api_key,

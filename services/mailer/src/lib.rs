@@ -35,14 +35,17 @@ pub fn worker(
         queue,
         db,
         transport,
-        renderer: Arc::new(render::Renderer::new(
-            &settings.mailer.platform_name,
-            &settings.public_base_url,
-            settings
-                .internal
-                .link_key()
-                .context("the mailer derives the set-password links of emails")?,
-        )?),
+        renderer: Arc::new(
+            render::Renderer::new(
+                &settings.mailer.platform_name,
+                &settings.public_base_url,
+                settings
+                    .internal
+                    .link_key()
+                    .context("the mailer derives the set-password links of emails")?,
+            )?
+            .with_link_ttl_secs(settings.account.password_link_ttl_secs),
+        ),
         config: WorkerConfig {
             concurrency: settings.mailer.concurrency.max(1),
             max_attempts: settings.mailer.max_attempts.max(1),

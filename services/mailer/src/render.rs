@@ -51,6 +51,7 @@ pub struct Renderer {
     platform: String,
     base_url: String,
     link_key: SecretSlice<u8>,
+    link_days: u32,
 }
 
 impl Renderer {
@@ -68,7 +69,15 @@ impl Renderer {
             platform: platform.to_owned(),
             base_url: base_url.trim_end_matches('/').to_owned(),
             link_key: SecretSlice::from(link_key),
+            link_days: SET_PASSWORD_LINK_DAYS,
         })
+    }
+
+    /// How long set-password links work, as the emails state it (the account
+    /// service's `account.password_link_ttl_secs`, in whole days, at least one).
+    pub fn with_link_ttl_secs(mut self, secs: i64) -> Self {
+        self.link_days = u32::try_from((secs / 86_400).max(1)).unwrap_or(SET_PASSWORD_LINK_DAYS);
+        self
     }
 
     fn language<'a>(&self, wanted: &'a str, name: &str) -> &'a str {
@@ -155,7 +164,7 @@ impl Renderer {
             portal_url => format!("{}/", self.base_url),
             login_url => format!("{}/login", self.base_url),
             link => link,
-            link_days => SET_PASSWORD_LINK_DAYS,
+            link_days => self.link_days,
             ..ctx
         };
         let part = |file: &str, ctx: &Value| -> Result<String, RenderError> {
