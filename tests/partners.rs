@@ -568,6 +568,31 @@ async fn user_create_limits_and_idempotency_keys() -> anyhow::Result<()> {
         json!({"users": [doc_001_user(&format!("c-{tag}@example.com"), "PLAN-A", "EN", "3")]});
     let (status, body) = post_json(&url, &partner.api_key, &other, &key).await?;
     assert_eq!(status, 422, "{body}");
+    // The same user twice in one list (by address in another case, or by employee
+    // id): one account, one email, the same answer.
+    let (x, y) = (
+        format!("x-{tag}@example.com"),
+        format!("y-{tag}@example.com"),
+    );
+    let dup = json!({"users": [doc_001_user(&x, "PLAN-A", "EN", "D1"),
+                              doc_001_user(&x.to_uppercase(), "PLAN-A", "EN", "D2"),
+                              doc_001_user(&y, "PLAN-A", "EN", "D1")]});
+    let (status, r) = post_json(&url, &partner.api_key, &dup, &[]).await?;
+    assert_eq!(status, 200, "{r}");
+    let ids: Vec<&Value> = (0..3).map(|i| &r["results"][i]["account_id"]).collect();
+    assert!(
+        ids[0].is_string() && ids[0] == ids[1] && ids[1] == ids[2],
+        "{r}"
+    );
+    assert_eq!(r["counts"]["created"], 3);
+    assert_eq!(inbox(&p.accounts, &x, 1).await?.len(), 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        inbox(&p.accounts, &x, 0).await?.len(),
+        1,
+        "one email per user"
+    );
+    assert!(inbox(&p.accounts, &y, 0).await?.is_empty());
     // A revoked key stops at once.
     let keys = p.cli(&["api-key", "create", "--partner", &partner.id])?;
     let (key_id, api_key) = (

@@ -29,6 +29,7 @@ use admit_store::{outbox, partners, AnyConnection, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 const FIELDS: &[&str] = &[
@@ -386,17 +387,20 @@ pub async fn user_create(
 
     let mut results: Vec<RowResult> = Vec::with_capacity(rows.len());
     let mut sent = 0usize;
-    let rows = std::sync::Arc::new(rows);
+    let rows = Arc::new(rows);
+    // The answer of every row so far by its keys, so that a row repeated later in
+    // the list answers the same as its first occurrence.
+    let mut earlier: Arc<HashMap<String, RowResult>> = Arc::new(HashMap::new());
     for start in (0..rows.len()).step_by(INSERT_CHUNK) {
         let end = (start + INSERT_CHUNK).min(rows.len());
         let mut attempt = 0;
-        let (chunk_results, chunk_sent) = loop {
+        let (chunk_results, chunk_sent, keys) = loop {
             let ctx = ChunkContext {
                 partner_id: partner_id.clone(),
                 brand: brand.clone(),
                 link_key: state.link_key.clone(),
                 link_ttl_secs: state.link_ttl_secs,
-                done: results.clone(),
+                earlier: earlier.clone(),
             };
             let rows = rows.clone();
             match state
@@ -410,6 +414,7 @@ pub async fn user_create(
                 other => break other?,
             }
         };
+        Arc::make_mut(&mut earlier).extend(keys);
         results.extend(chunk_results);
         sent += chunk_sent;
         if chunk_sent > 0 {
@@ -470,9 +475,8 @@ struct ChunkContext {
     brand: PartnerBrand,
     link_key: Vec<u8>,
     link_ttl_secs: i64,
-    /// Results of the earlier chunks (a row repeated later in the list answers the
-    /// same as its first occurrence).
-    done: Vec<RowResult>,
+    /// Answers of the earlier chunks' rows, by row key.
+    earlier: Arc<HashMap<String, RowResult>>,
 }
 
 fn result_of(
@@ -491,13 +495,30 @@ fn result_of(
     }
 }
 
-/// Registers one chunk inside its transaction; returns its results and how many
-/// emails it queued.
+/// The keys a row is known by within a request: its employee id (if any) and its
+/// address; a failed row by its digest.
+fn keys_of(r: &Row) -> Vec<String> {
+    match &r.parsed {
+        Ok(v) => {
+            let mut keys = vec![format!("m:{}", v.email.normalized())];
+            if let Some(e) = &v.employee_id {
+                keys.insert(0, format!("e:{e}"));
+            }
+            keys
+        }
+        Err(_) => vec![format!("f:{}", r.digest)],
+    }
+}
+
+/// A chunk's answers, the number of emails it queued, and its rows' keys.
+type ChunkOutcome = (Vec<RowResult>, usize, HashMap<String, RowResult>);
+
+/// Registers one chunk inside its transaction.
 fn register_chunk(
     c: &mut AnyConnection,
     ctx: &ChunkContext,
     rows: &[Row],
-) -> Result<(Vec<RowResult>, usize), StoreError> {
+) -> Result<ChunkOutcome, StoreError> {
     let now = admit_store::now();
     let pid = ctx.partner_id.as_str();
     // What this partner sent before: memberships by employee id and by address, and
@@ -534,18 +555,9 @@ fn register_chunk(
         .into_iter()
         .collect();
 
-    // Rows seen earlier in this request (this chunk or an earlier one): the key is
-    // the employee id, else the address, else the failed row's digest.
+    // Rows seen earlier in this request (this chunk or an earlier one), by key: a
+    // second row with the same employee id or the same address is the same user.
     let mut seen: HashMap<String, RowResult> = HashMap::new();
-    let key_of = |r: &Row| -> String {
-        match &r.parsed {
-            Ok(v) => match &v.employee_id {
-                Some(e) => format!("e:{e}"),
-                None => format!("m:{}", v.email.normalized()),
-            },
-            Err(_) => format!("f:{}", r.digest),
-        }
-    };
     let mut new_accounts: Vec<AccountRow> = Vec::new();
     let mut new_contacts: Vec<ContactRow> = Vec::new();
     let mut new_memberships: Vec<MembershipRow> = Vec::new();
@@ -554,13 +566,15 @@ fn register_chunk(
     let mut envelopes: Vec<Envelope> = Vec::new();
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let key = key_of(r);
-        if let Some(prev) = seen
-            .get(&key)
-            .or_else(|| ctx.done.iter().rev().find(|d| same_row(d, r)))
-        {
+        let keys = keys_of(r);
+        let prev = keys
+            .iter()
+            .find_map(|k| seen.get(k).or_else(|| ctx.earlier.get(k)));
+        if let Some(prev) = prev {
             let mut again = prev.clone();
             again.index = r.index;
+            again.email = r.email_raw.clone();
+            again.partner_employee_id = r.employee_raw.clone();
             out.push(again);
             continue;
         }
@@ -677,7 +691,9 @@ fn register_chunk(
                 }
             }
         };
-        seen.insert(key, result.clone());
+        for k in keys {
+            seen.entry(k).or_insert_with(|| result.clone());
+        }
         out.push(result);
     }
     accounts::insert_many(c, &new_accounts, &new_contacts)?;
@@ -685,28 +701,7 @@ fn register_chunk(
     registrations::insert_failures(c, &new_failures)?;
     registrations::insert_password_tokens(c, &links, now)?;
     outbox::enqueue_many(c, outbox::MAIL_TOPIC, &envelopes)?;
-    Ok((out, envelopes.len()))
-}
-
-/// Whether an earlier result answers `r` (same employee id, else same address, else
-/// the same failed row).
-fn same_row(d: &RowResult, r: &Row) -> bool {
-    match &r.parsed {
-        Ok(v) => match &v.employee_id {
-            Some(e) => {
-                d.partner_employee_id.as_deref() == Some(e.as_str()) && d.status != Status::Failed
-            }
-            None => {
-                d.status != Status::Failed
-                    && d.partner_employee_id.is_none()
-                    && d.email
-                        .as_deref()
-                        .and_then(|x| Email::parse(x).ok())
-                        .is_some_and(|x| x.normalized() == v.email.normalized())
-            }
-        },
-        Err(_) => false,
-    }
+    Ok((out, envelopes.len(), seen))
 }
 
 #[cfg(test)]
