@@ -593,6 +593,47 @@ async fn user_create_limits_and_idempotency_keys() -> anyhow::Result<()> {
         "one email per user"
     );
     assert!(inbox(&p.accounts, &y, 0).await?.is_empty());
+    // An account with two addresses is one user: a row with either answers the same
+    // (and a row for it in the same list too), never a second membership.
+    let (a1, a2) = (
+        format!("a1-{tag}@example.com"),
+        format!("a2-{tag}@example.com"),
+    );
+    let res = http()
+        .post(format!("{}/account", p.accounts))
+        .json(&json!({"contacts": [["EMAIL", a1, true], ["EMAIL", a2, false]], "password": "two-addr-99"}))
+        .send()
+        .await?;
+    assert_eq!(res.status(), 201);
+    let both = json!({"users": [doc_001_user(&a1, "PLAN-A", "EN", "TWO-1"),
+                               doc_001_user(&a2, "PLAN-A", "EN", "TWO-2")]});
+    let (status, r) = post_json(&url, &partner.api_key, &both, &[]).await?;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["results"][0]["status"], "existing");
+    assert_eq!(r["results"][0]["account_id"], r["results"][1]["account_id"]);
+    let (status, r2) = post_json(
+        &url,
+        &partner.api_key,
+        &json!({"user": doc_001_user(&a2, "PLAN-A", "EN", "TWO-3")}),
+        &[],
+    )
+    .await?;
+    assert_eq!(status, 200, "{r2}");
+    assert_eq!(
+        r2["results"][0]["account_id"],
+        r["results"][0]["account_id"]
+    );
+    // A user registered before answers as then, even if the row would fail today.
+    let (status, r3) = post_json(
+        &url,
+        &partner.api_key,
+        &json!({"user": doc_001_user(&x, "NO-SUCH-PLAN", "EN", "D1")}),
+        &[],
+    )
+    .await?;
+    assert_eq!(status, 200);
+    assert_eq!(r3["results"][0]["status"], "created", "{r3}");
+    assert_eq!(r3["results"][0]["account_id"], ids[0].clone());
     // A revoked key stops at once.
     let keys = p.cli(&["api-key", "create", "--partner", &partner.id])?;
     let (key_id, api_key) = (
@@ -762,6 +803,46 @@ async fn a_reset_from_the_existing_account_email_ends_every_other_way_in() -> an
     assert_eq!(squatter.get(&format!("{}/", p.accounts)).await?.status, 200);
 
     let partner = velo(&p)?;
+    // The squatter also authorized the partner's application: it holds a refresh
+    // token of that partner's client.
+    let authorize = format!(
+        "{}/oauth/authorize?response_type=code&client_id={}&redirect_uri={}&scope=openid&state=q",
+        p.issuer,
+        partner.client_id,
+        urlencode(&partner.redirect_uri)
+    );
+    let back = squatter.authorize(&authorize).await?;
+    let code = admit_e2e::platform::query_of(&back)
+        .get("code")
+        .cloned()
+        .context("code")?;
+    let refresh = |token: String| {
+        http()
+            .post(format!("{}/oauth/token", p.issuer))
+            .basic_auth(&partner.client_id, Some(&partner.client_secret))
+            .form(&[
+                ("grant_type", "refresh_token".to_owned()),
+                ("refresh_token", token),
+            ])
+            .send()
+    };
+    let tokens: Value = http()
+        .post(format!("{}/oauth/token", p.issuer))
+        .basic_auth(&partner.client_id, Some(&partner.client_secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", partner.redirect_uri.as_str()),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let squatter_refresh = tokens["refresh_token"]
+        .as_str()
+        .context("refresh")?
+        .to_owned();
+
     let (status, r) = post_json(
         &format!("{}/receiver/APIv3/user.create", p.accounts),
         &partner.api_key,
@@ -801,5 +882,21 @@ async fn a_reset_from_the_existing_account_email_ends_every_other_way_in() -> an
         .login(&p.accounts, &email, "squatter-pass-1")
         .await?;
     assert_eq!(again.status, 401);
+    // The squatter's grant to the same partner's application is revoked.
+    let refused = refresh(squatter_refresh).await?;
+    assert_eq!(refused.status(), 400);
+    // A link that cannot be used costs no hash and answers 410.
+    let csrf = owner
+        .cookie("__Host-admit_csrf")
+        .context("csrf cookie")?
+        .clone();
+    let mut form = vec![("csrf_token".to_owned(), csrf)];
+    form.push(("token".into(), "not-a-token".into()));
+    form.push(("password".into(), "owner-pass-33".into()));
+    form.push(("password_confirm".into(), "owner-pass-33".into()));
+    let gone = owner
+        .post(&format!("{}/password/set", p.accounts), &form)
+        .await?;
+    assert_eq!(gone.status, 410);
     Ok(())
 }

@@ -7,6 +7,7 @@ use diesel::prelude::*;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = accounts)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct AccountRow {
     pub id: String,
     pub username: Option<String>,
@@ -22,6 +23,7 @@ pub struct AccountRow {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = contacts)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct ContactRow {
     pub id: String,
     pub account_id: String,

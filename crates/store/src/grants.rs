@@ -127,17 +127,16 @@ pub fn end_session(
     Ok(())
 }
 
-/// After a password is set or reset: ends every login session of the account, and
-/// revokes its grants except those of `keep_partner`'s clients (the partner that
-/// created the account and sent the link keeps the access it was given). Returns the
-/// sessions ended and the grants revoked.
+/// After a password is set or reset: ends every login session of the account,
+/// forgets its consents and revokes its grants (their refresh tokens stop working),
+/// except `keep_grant`, the grant the partner that created the account received with
+/// it (SPEC §4). Returns the sessions ended and the grants revoked.
 pub fn after_password_change(
     conn: &mut AnyConnection,
     account_id: &str,
-    keep_partner: Option<&str>,
+    keep_grant: Option<&str>,
     now: NaiveDateTime,
 ) -> Result<(usize, usize), StoreError> {
-    use crate::schema::clients;
     let ended = diesel::update(
         sessions::table
             .filter(sessions::account_id.eq(account_id))
@@ -145,18 +144,13 @@ pub fn after_password_change(
     )
     .set(sessions::revoked_at.eq(Some(now)))
     .execute(conn)?;
-    let kept: Vec<String> = match keep_partner {
-        Some(p) => clients::table
-            .filter(clients::partner_id.eq(p))
-            .select(clients::id)
-            .load(conn)?,
-        None => Vec::new(),
-    };
+    diesel::delete(consents::table.filter(consents::account_id.eq(account_id))).execute(conn)?;
+    let kept: Vec<&str> = keep_grant.into_iter().collect();
     let revoked = diesel::update(
         grants::table
             .filter(grants::account_id.eq(account_id))
             .filter(grants::revoked_at.is_null())
-            .filter(diesel::dsl::not(grants::client_id.eq_any(&kept))),
+            .filter(diesel::dsl::not(grants::id.eq_any(&kept))),
     )
     .set(grants::revoked_at.eq(Some(now)))
     .execute(conn)?;

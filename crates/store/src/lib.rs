@@ -102,6 +102,11 @@ impl From<DieselError> for StoreError {
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
             | DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _)
             | DieselError::BrokenTransactionManager => StoreError::Unavailable(e.to_string()),
+            // Lost a deadlock or a serialization check to a concurrent transaction:
+            // nothing was written, and the same request may simply be tried again.
+            DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
+                StoreError::Unavailable(e.to_string())
+            }
             DieselError::DatabaseError(_, info) if is_busy(info.message()) => {
                 StoreError::Unavailable(e.to_string())
             }
@@ -111,7 +116,9 @@ impl From<DieselError> for StoreError {
 }
 
 fn is_busy(message: &str) -> bool {
-    message.contains("database is locked") || message.contains("database is busy")
+    message.contains("database is locked")
+        || message.contains("database is busy")
+        || message.contains("deadlock detected")
 }
 
 impl From<r2d2::Error> for StoreError {

@@ -17,10 +17,14 @@ pub const INSERT_CHUNK: usize = 1_000;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = password_tokens)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct PasswordTokenRow {
     pub token_digest: String,
     pub account_id: String,
     pub partner_id: Option<String>,
+    /// The grant the partner received with the account (SPEC §4): a new password
+    /// keeps it.
+    pub grant_id: Option<String>,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
     pub used_at: Option<NaiveDateTime>,
@@ -28,6 +32,7 @@ pub struct PasswordTokenRow {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = memberships)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct MembershipRow {
     pub partner_id: String,
     pub account_id: String,
@@ -184,6 +189,25 @@ pub fn memberships_by_email(
     Ok(out)
 }
 
+/// The partner's memberships of the accounts `ids`.
+pub fn memberships_by_account(
+    conn: &mut AnyConnection,
+    partner_id: &str,
+    ids: &[String],
+) -> Result<Vec<MembershipRow>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(INSERT_CHUNK * 5) {
+        out.extend(
+            memberships::table
+                .filter(memberships::partner_id.eq(partner_id))
+                .filter(memberships::account_id.eq_any(chunk))
+                .select(MembershipRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(out)
+}
+
 /// Which of the normalised `emails` already belong to an account: (email, account).
 pub fn accounts_by_email(
     conn: &mut AnyConnection,
@@ -228,35 +252,80 @@ pub fn failures_by_digest(
     Ok(out)
 }
 
-/// The stored answer to the partner's `Idempotency-Key`, if one was kept since `since`.
-pub fn idempotent_response(
-    conn: &mut AnyConnection,
-    partner_id: &str,
-    key: &str,
-    since: NaiveDateTime,
-) -> Result<Option<IdempotencyRow>, StoreError> {
-    Ok(idempotency_keys::table
-        .find((partner_id, key))
-        .filter(idempotency_keys::created_at.gt(since))
-        .select(IdempotencyRow::as_select())
-        .first(conn)
-        .optional()?)
+/// What [`reserve_idempotency_key`] found.
+#[derive(Debug)]
+pub enum Reservation {
+    /// The key is now this request's (status 0 until [`complete_idempotency_key`]).
+    Reserved,
+    /// The key was used within the window: its row (status 0: still running).
+    Taken(IdempotencyRow),
 }
 
-/// Keeps an answer for replays, replacing one that expired.
-pub fn keep_idempotent_response(
+/// Claims the partner's `Idempotency-Key` for a request before its work starts, so
+/// two requests with one key never both run. A row older than `since` is replaced.
+pub fn reserve_idempotency_key(
     conn: &mut AnyConnection,
     row: &IdempotencyRow,
     since: NaiveDateTime,
-) -> Result<(), StoreError> {
-    diesel::delete(
-        idempotency_keys::table
-            .find((&row.partner_id, &row.idem_key))
-            .filter(idempotency_keys::created_at.le(since)),
-    )
-    .execute(conn)?;
+) -> Result<Reservation, StoreError> {
+    let existing = idempotency_keys::table
+        .find((&row.partner_id, &row.idem_key))
+        .select(IdempotencyRow::as_select())
+        .first(conn)
+        .optional()?;
+    match existing {
+        Some(kept) if kept.created_at > since => return Ok(Reservation::Taken(kept)),
+        Some(_) => {
+            diesel::delete(idempotency_keys::table.find((&row.partner_id, &row.idem_key)))
+                .execute(conn)?;
+        }
+        None => {}
+    }
     diesel::insert_into(idempotency_keys::table)
         .values(row)
         .execute(conn)?;
+    Ok(Reservation::Reserved)
+}
+
+/// Stores the answer of a reserved key, for replays.
+pub fn complete_idempotency_key(
+    conn: &mut AnyConnection,
+    partner_id: &str,
+    key: &str,
+    status: i32,
+    response: &str,
+) -> Result<(), StoreError> {
+    diesel::update(idempotency_keys::table.find((partner_id, key)))
+        .set((
+            idempotency_keys::status.eq(status),
+            idempotency_keys::response.eq(response),
+        ))
+        .execute(conn)?;
     Ok(())
+}
+
+/// Gives a reserved key back (its request failed before it had an answer).
+pub fn release_idempotency_key(
+    conn: &mut AnyConnection,
+    partner_id: &str,
+    key: &str,
+) -> Result<(), StoreError> {
+    diesel::delete(
+        idempotency_keys::table
+            .find((partner_id, key))
+            .filter(idempotency_keys::status.eq(0)),
+    )
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Forgets answers kept since before `before`.
+pub fn purge_idempotency_keys(
+    conn: &mut AnyConnection,
+    before: NaiveDateTime,
+) -> Result<usize, StoreError> {
+    Ok(
+        diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.lt(before)))
+            .execute(conn)?,
+    )
 }

@@ -177,6 +177,7 @@ diesel::table! {
         token_digest -> Text,
         account_id -> Text,
         partner_id -> Nullable<Text>,
+        grant_id -> Nullable<Text>,
         created_at -> Timestamp,
         expires_at -> Timestamp,
         used_at -> Nullable<Timestamp>,

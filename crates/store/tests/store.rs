@@ -327,6 +327,7 @@ async fn set_password_links_are_single_use_expiring_and_replaced_by_newer_ones(
             token_digest: digest.into(),
             account_id: "p1".into(),
             partner_id: None,
+            grant_id: None,
             created_at: now,
             expires_at: now + Duration::seconds(ttl),
             used_at: None,

@@ -24,7 +24,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use admit_domain::{secret, Email, Envelope, Notification, PartnerBrand};
 use admit_store::accounts::{self, AccountRow, ContactRow};
-use admit_store::registrations::{self, FailureRow, IdempotencyRow, MembershipRow, INSERT_CHUNK};
+use admit_store::registrations::{
+    self, FailureRow, IdempotencyRow, MembershipRow, Reservation, INSERT_CHUNK,
+};
 use admit_store::{outbox, partners, AnyConnection, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -136,6 +138,8 @@ struct Row {
     index: usize,
     digest: String,
     email_raw: Option<String>,
+    /// The normalised address, when `Email` is one (whether or not the row is valid).
+    email_norm: Option<String>,
     employee_raw: Option<String>,
     full_name: Option<String>,
     language: String,
@@ -151,11 +155,11 @@ fn reason(field: &str, message: impl Into<String>) -> Reason {
 
 /// The digest of a row as sent, independent of the order of its keys.
 fn row_digest(v: &Value) -> String {
-    let canonical: BTreeMap<&String, &Value> = match v {
-        Value::Object(m) => m.iter().collect(),
-        _ => BTreeMap::new(),
+    let text = match v {
+        Value::Object(m) => serde_json::to_string(&m.iter().collect::<BTreeMap<&String, &Value>>()),
+        other => serde_json::to_string(other),
     };
-    secret::digest(&serde_json::to_string(&canonical).unwrap_or_default())
+    secret::digest(&text.unwrap_or_default())
 }
 
 fn parse_row(index: usize, v: &Value, plans: &HashSet<String>) -> Row {
@@ -166,7 +170,9 @@ fn parse_row(index: usize, v: &Value, plans: &HashSet<String>) -> Row {
         _ => (&empty, vec![reason("user", "expected a JSON object")]),
     };
     for key in m.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
-        reasons.push(reason(key, format!("{key} is not a field of a user")));
+        // The partner's key is echoed (in the answer and the email), shortened.
+        let shown: String = key.chars().take(40).collect();
+        reasons.push(reason(&shown, format!("{shown} is not a field of a user")));
     }
     let mut text = |field: &str, max: usize| -> Option<String> {
         match m.get(field) {
@@ -249,10 +255,15 @@ fn parse_row(index: usize, v: &Value, plans: &HashSet<String>) -> Row {
         }),
         _ => Err(reasons),
     };
+    let email_norm = email_raw
+        .as_deref()
+        .and_then(|e| Email::parse(e).ok())
+        .map(|e| e.normalized());
     Row {
         index,
         digest,
         email_raw,
+        email_norm,
         employee_raw: employee,
         full_name,
         language,
@@ -341,15 +352,32 @@ pub async fn user_create(
     let request_digest = secret::digest_bytes(&body);
     let partner_id = partner.partner_id.clone();
     if let Some(key) = &key {
-        let (p, k) = (partner_id.clone(), key.clone());
-        let since = admit_store::now() - chrono::Duration::seconds(IDEMPOTENCY_SECS);
-        let kept = state
+        // The key is claimed before any work, so two requests with it never both run.
+        let now = admit_store::now();
+        let row = IdempotencyRow {
+            partner_id: partner_id.clone(),
+            idem_key: key.clone(),
+            request_digest: request_digest.clone(),
+            status: 0,
+            response: String::new(),
+            created_at: now,
+        };
+        let since = now - chrono::Duration::seconds(IDEMPOTENCY_SECS);
+        let reserved = match state
             .db
-            .run(move |c| registrations::idempotent_response(c, &p, &k, since))
-            .await?;
-        if let Some(kept) = kept {
+            .write(move |c| registrations::reserve_idempotency_key(c, &row, since))
+            .await
+        {
+            // Another request claimed it between our look and our insert.
+            Err(StoreError::Conflict(_)) => Err(ApiError::IdempotencyInProgress),
+            other => Ok(other?),
+        }?;
+        if let Reservation::Taken(kept) = reserved {
             if kept.request_digest != request_digest {
                 return Err(ApiError::IdempotencyMismatch);
+            }
+            if kept.status == 0 {
+                return Err(ApiError::IdempotencyInProgress);
             }
             return Ok(HttpResponse::build(
                 StatusCode::from_u16(u16::try_from(kept.status).unwrap_or(200))
@@ -360,8 +388,34 @@ pub async fn user_create(
             .body(kept.response));
         }
     }
-    let users = users_of(&body, state.batch_max_users)?;
-    drop(body);
+    let outcome = register(&state, &partner_id, &body).await;
+    if let Some(key) = key {
+        let (pid, status) = (partner_id.clone(), 200);
+        let encoded = outcome.as_ref().ok().cloned();
+        let kept = state
+            .db
+            .write(move |c| match encoded {
+                Some(response) => {
+                    registrations::complete_idempotency_key(c, &pid, &key, status, &response)
+                }
+                None => registrations::release_idempotency_key(c, &pid, &key),
+            })
+            .await;
+        if let Err(e) = kept {
+            // The rows are committed; a replay re-runs them, which answers the same
+            // and sends nothing.
+            tracing::warn!(error = %e, "could not keep the Idempotency-Key response");
+        }
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(outcome?))
+}
+
+/// The work of one `user.create` request: its answer, encoded.
+async fn register(state: &AccountState, partner_id: &str, body: &[u8]) -> Result<String, ApiError> {
+    let partner_id = partner_id.to_owned();
+    let users = users_of(body, state.batch_max_users)?;
 
     let p = partner_id.clone();
     let (brand, plans) = state
@@ -408,9 +462,19 @@ pub async fn user_create(
                 .write(move |c| register_chunk(c, &ctx, &rows[start..end]))
                 .await
             {
-                // Another request registered one of these addresses at the same
-                // moment: the chunk rolled back; classify it again.
-                Err(StoreError::Conflict(_)) if attempt < 3 => attempt += 1,
+                // Another request registered one of these users at the same moment
+                // (a unique index, a deadlock): the chunk rolled back; classify it
+                // again. Retries are safe, so a partner that still loses is told
+                // to retry, never that its rows are wrong.
+                Err(StoreError::Conflict(_) | StoreError::Unavailable(_)) if attempt < 3 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                }
+                Err(StoreError::Conflict(c)) => {
+                    return Err(ApiError::Unavailable(format!(
+                        "concurrent registrations of the same users ({c:?}); retry"
+                    )))
+                }
                 other => break other?,
             }
         };
@@ -443,31 +507,8 @@ pub async fn user_create(
         results,
         counts,
     };
-    let encoded = serde_json::to_string(&response)
-        .map_err(|e| ApiError::Internal(format!("cannot encode the response: {e}")))?;
-    if let Some(key) = key {
-        let row = IdempotencyRow {
-            partner_id,
-            idem_key: key,
-            request_digest,
-            status: 200,
-            response: encoded.clone(),
-            created_at: admit_store::now(),
-        };
-        let since = row.created_at - chrono::Duration::seconds(IDEMPOTENCY_SECS);
-        // Kept after the rows committed; if this fails, a replay re-runs the rows,
-        // which answers the same and sends nothing.
-        if let Err(e) = state
-            .db
-            .write(move |c| registrations::keep_idempotent_response(c, &row, since))
-            .await
-        {
-            tracing::warn!(error = %e, "could not keep the Idempotency-Key response");
-        }
-    }
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(encoded))
+    serde_json::to_string(&response)
+        .map_err(|e| ApiError::Internal(format!("cannot encode the response: {e}")))
 }
 
 struct ChunkContext {
@@ -495,18 +536,27 @@ fn result_of(
     }
 }
 
-/// The keys a row is known by within a request: its employee id (if any) and its
-/// address; a failed row by its digest.
-fn keys_of(r: &Row) -> Vec<String> {
-    match &r.parsed {
-        Ok(v) => {
-            let mut keys = vec![format!("m:{}", v.email.normalized())];
-            if let Some(e) = &v.employee_id {
-                keys.insert(0, format!("e:{e}"));
-            }
-            keys
-        }
-        Err(_) => vec![format!("f:{}", r.digest)],
+/// The keys by which a row is the same user as another: its employee id, its
+/// address, and the account that address already has.
+fn user_keys(r: &Row, account: Option<&String>) -> Vec<String> {
+    let mut keys = Vec::with_capacity(3);
+    if let Some(e) = &r.employee_raw {
+        keys.push(format!("e:{e}"));
+    }
+    if let Some(m) = &r.email_norm {
+        keys.push(format!("m:{m}"));
+    }
+    if let Some(a) = account {
+        keys.push(format!("a:{a}"));
+    }
+    keys
+}
+
+fn status_of(m: &MembershipRow) -> Status {
+    if m.outcome == "created" {
+        Status::Created
+    } else {
+        Status::Existing
     }
 }
 
@@ -521,16 +571,10 @@ fn register_chunk(
 ) -> Result<ChunkOutcome, StoreError> {
     let now = admit_store::now();
     let pid = ctx.partner_id.as_str();
-    // What this partner sent before: memberships by employee id and by address, and
-    // failed rows by digest.
-    let employee_ids: Vec<String> = rows
-        .iter()
-        .filter_map(|r| r.parsed.as_ref().ok()?.employee_id.clone())
-        .collect();
-    let emails: Vec<String> = rows
-        .iter()
-        .filter_map(|r| Some(r.parsed.as_ref().ok()?.email.normalized()))
-        .collect();
+    // What this partner sent before: memberships by employee id, by address and by
+    // the account an address already has; failed rows by digest.
+    let employee_ids: Vec<String> = rows.iter().filter_map(|r| r.employee_raw.clone()).collect();
+    let emails: Vec<String> = rows.iter().filter_map(|r| r.email_norm.clone()).collect();
     let failed_digests: Vec<String> = rows
         .iter()
         .filter(|r| r.parsed.is_err())
@@ -546,17 +590,23 @@ fn register_chunk(
             .into_iter()
             .filter_map(|m| Some((m.email_normalized.clone()?, m)))
             .collect();
+    let accounts_of: HashMap<String, String> = registrations::accounts_by_email(c, &emails)?
+        .into_iter()
+        .collect();
+    let account_ids: Vec<String> = accounts_of.values().cloned().collect();
+    let by_account: HashMap<String, MembershipRow> =
+        registrations::memberships_by_account(c, pid, &account_ids)?
+            .into_iter()
+            .map(|m| (m.account_id.clone(), m))
+            .collect();
     let failures: HashMap<String, FailureRow> =
         registrations::failures_by_digest(c, pid, &failed_digests)?
             .into_iter()
             .map(|f| (f.row_digest.clone(), f))
             .collect();
-    let accounts_of: HashMap<String, String> = registrations::accounts_by_email(c, &emails)?
-        .into_iter()
-        .collect();
 
-    // Rows seen earlier in this request (this chunk or an earlier one), by key: a
-    // second row with the same employee id or the same address is the same user.
+    // Answers so far in this request, by key: a row that is the same user as an
+    // earlier one (same employee id, address, or account) answers the same.
     let mut seen: HashMap<String, RowResult> = HashMap::new();
     let mut new_accounts: Vec<AccountRow> = Vec::new();
     let mut new_contacts: Vec<ContactRow> = Vec::new();
@@ -566,21 +616,47 @@ fn register_chunk(
     let mut envelopes: Vec<Envelope> = Vec::new();
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let keys = keys_of(r);
-        let prev = keys
-            .iter()
-            .find_map(|k| seen.get(k).or_else(|| ctx.earlier.get(k)));
-        if let Some(prev) = prev {
+        let account = r.email_norm.as_ref().and_then(|m| accounts_of.get(m));
+        let keys = user_keys(r, account);
+        let again = |prev: &RowResult| {
             let mut again = prev.clone();
             again.index = r.index;
             again.email = r.email_raw.clone();
             again.partner_employee_id = r.employee_raw.clone();
-            out.push(again);
+            again
+        };
+        if let Some(prev) = keys
+            .iter()
+            .find_map(|k| seen.get(k).or_else(|| ctx.earlier.get(k)))
+        {
+            out.push(again(prev));
             continue;
         }
-        let result = match &r.parsed {
+        // A user this partner registered before answers as then, even if the row
+        // would fail today (a plan code removed since): nothing is sent again.
+        let known = r
+            .employee_raw
+            .as_ref()
+            .and_then(|e| by_employee.get(e))
+            .or_else(|| r.email_norm.as_ref().and_then(|m| by_email.get(m)))
+            .or_else(|| account.and_then(|a| by_account.get(a)));
+        if let Some(m) = known {
+            let result = result_of(r, status_of(m), Some(m.account_id.clone()), Vec::new());
+            for k in user_keys(r, Some(&m.account_id)) {
+                seen.entry(k).or_insert_with(|| result.clone());
+            }
+            out.push(result);
+            continue;
+        }
+        let v = match &r.parsed {
+            Ok(v) => v,
             Err(reasons) => {
-                if let Some(f) = failures.get(&r.digest) {
+                let key = format!("f:{}", r.digest);
+                if let Some(prev) = seen.get(&key).or_else(|| ctx.earlier.get(&key)) {
+                    out.push(again(prev));
+                    continue;
+                }
+                let result = if let Some(f) = failures.get(&r.digest) {
                     let reasons: Vec<Reason> = serde_json::from_str(&f.reasons).unwrap_or_default();
                     result_of(r, Status::Failed, None, reasons)
                 } else {
@@ -604,94 +680,81 @@ fn register_chunk(
                         }));
                     }
                     result_of(r, Status::Failed, None, reasons.clone())
-                }
-            }
-            Ok(v) => {
-                let normalized = v.email.normalized();
-                let known = v
-                    .employee_id
-                    .as_ref()
-                    .and_then(|e| by_employee.get(e))
-                    .or_else(|| by_email.get(&normalized));
-                if let Some(m) = known {
-                    let status = if m.outcome == "created" {
-                        Status::Created
-                    } else {
-                        Status::Existing
-                    };
-                    result_of(r, status, Some(m.account_id.clone()), Vec::new())
-                } else {
-                    let (account_id, status) = match accounts_of.get(&normalized) {
-                        Some(id) => (id.clone(), Status::Existing),
-                        None => {
-                            let id = uuid::Uuid::now_v7().to_string();
-                            new_accounts.push(AccountRow {
-                                id: id.clone(),
-                                username: None,
-                                username_normalized: None,
-                                full_name: v.full_name.clone(),
-                                locale: None,
-                                password_hash: None,
-                                account_type: "standard".into(),
-                                status: "pending".into(),
-                                created_at: now,
-                                expires_at: None,
-                            });
-                            new_contacts.push(crate::contact_row(
-                                &id,
-                                "EMAIL",
-                                v.email.as_str(),
-                                &normalized,
-                                now,
-                            ));
-                            (id, Status::Created)
-                        }
-                    };
-                    new_memberships.push(MembershipRow {
-                        partner_id: pid.to_owned(),
-                        account_id: account_id.clone(),
-                        employee_id: v.employee_id.clone(),
-                        email_normalized: Some(normalized),
-                        outcome: if status == Status::Created {
-                            "created".into()
-                        } else {
-                            "existing".into()
-                        },
-                        attributes: v.attributes.to_string(),
-                        created_at: now,
-                    });
-                    let to = v.email.as_str().to_owned();
-                    let notification = if status == Status::Created {
-                        Notification::SetPassword {
-                            to,
-                            account_id: account_id.clone(),
-                            partner: ctx.brand.clone(),
-                            full_name: v.full_name.clone(),
-                            language: v.language.clone(),
-                        }
-                    } else {
-                        Notification::AlreadyRegistered {
-                            to,
-                            account_id: account_id.clone(),
-                            partner: ctx.brand.clone(),
-                            full_name: v.full_name.clone(),
-                            language: v.language.clone(),
-                        }
-                    };
-                    let envelope = Envelope::new(notification);
-                    links.push(crate::password_link(
-                        &ctx.link_key,
-                        &envelope,
-                        pid,
-                        now,
-                        ctx.link_ttl_secs,
-                    ));
-                    envelopes.push(envelope);
-                    result_of(r, status, Some(account_id), Vec::new())
-                }
+                };
+                seen.insert(key, result.clone());
+                out.push(result);
+                continue;
             }
         };
-        for k in keys {
+        let normalized = v.email.normalized();
+        let (account_id, status) = match account {
+            Some(id) => (id.clone(), Status::Existing),
+            None => {
+                let id = uuid::Uuid::now_v7().to_string();
+                new_accounts.push(AccountRow {
+                    id: id.clone(),
+                    username: None,
+                    username_normalized: None,
+                    full_name: v.full_name.clone(),
+                    locale: None,
+                    password_hash: None,
+                    account_type: "standard".into(),
+                    status: "pending".into(),
+                    created_at: now,
+                    expires_at: None,
+                });
+                new_contacts.push(crate::contact_row(
+                    &id,
+                    "EMAIL",
+                    v.email.as_str(),
+                    &normalized,
+                    now,
+                ));
+                (id, Status::Created)
+            }
+        };
+        new_memberships.push(MembershipRow {
+            partner_id: pid.to_owned(),
+            account_id: account_id.clone(),
+            employee_id: v.employee_id.clone(),
+            email_normalized: Some(normalized),
+            outcome: if status == Status::Created {
+                "created".into()
+            } else {
+                "existing".into()
+            },
+            attributes: v.attributes.to_string(),
+            created_at: now,
+        });
+        let to = v.email.as_str().to_owned();
+        let notification = if status == Status::Created {
+            Notification::SetPassword {
+                to,
+                account_id: account_id.clone(),
+                partner: ctx.brand.clone(),
+                full_name: v.full_name.clone(),
+                language: v.language.clone(),
+            }
+        } else {
+            Notification::AlreadyRegistered {
+                to,
+                account_id: account_id.clone(),
+                partner: ctx.brand.clone(),
+                full_name: v.full_name.clone(),
+                language: v.language.clone(),
+            }
+        };
+        let envelope = Envelope::new(notification);
+        links.push(crate::password_link(
+            &ctx.link_key,
+            &envelope,
+            pid,
+            now,
+            ctx.link_ttl_secs,
+        ));
+        envelopes.push(envelope);
+        let result = result_of(r, status, Some(account_id.clone()), Vec::new());
+        for k in user_keys(r, Some(&account_id)) {
             seen.entry(k).or_insert_with(|| result.clone());
         }
         out.push(result);

@@ -25,6 +25,9 @@ pub enum ApiError {
         "this Idempotency-Key was used with another request body; use a new key for a new request"
     )]
     IdempotencyMismatch,
+    /// An `Idempotency-Key` whose first request is still running (409).
+    #[error("a request with this Idempotency-Key is still running; retry it shortly")]
+    IdempotencyInProgress,
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -61,6 +64,7 @@ impl ApiError {
             | ApiError::TooLarge { .. }
             | ApiError::BatchTooLarge { .. } => "InvalidArgumentException",
             ApiError::IdempotencyMismatch => "IdempotencyKeyReusedException",
+            ApiError::IdempotencyInProgress => "IdempotencyKeyInProgressException",
             ApiError::Unauthorized(_) => "UnauthorizedException",
             ApiError::IllegalAccess(_) => "IllegalAccessException",
             ApiError::ContactAlreadyUsed { .. } => "ContactAlreadyUsedException",
@@ -75,7 +79,9 @@ impl ApiError {
             ApiError::InvalidArgument { field, .. }
             | ApiError::ContactAlreadyUsed { field, .. }
             | ApiError::BatchTooLarge { field, .. } => Some(field),
-            ApiError::IdempotencyMismatch => Some("Idempotency-Key"),
+            ApiError::IdempotencyMismatch | ApiError::IdempotencyInProgress => {
+                Some("Idempotency-Key")
+            }
             ApiError::TooLarge { .. } => Some("body"),
             ApiError::UsernameAlreadyUsed => Some("username"),
             _ => None,
@@ -91,6 +97,7 @@ impl ResponseError for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::IdempotencyInProgress => StatusCode::CONFLICT,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::IllegalAccess(_) => StatusCode::FORBIDDEN,
             ApiError::ContactAlreadyUsed { .. } | ApiError::UsernameAlreadyUsed => {

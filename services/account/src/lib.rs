@@ -304,6 +304,7 @@ pub(crate) fn password_link(
         token_digest: admit_domain::secret::digest(&token),
         account_id,
         partner_id: Some(partner_id.to_owned()),
+        grant_id: None,
         created_at: now,
         expires_at: now + chrono::Duration::seconds(ttl_secs),
         used_at: None,
@@ -438,7 +439,8 @@ fn records(
     (account, contacts, envelope)
 }
 
-/// Deletes expired test accounts every `every`, until `stop`.
+/// Deletes expired test accounts, and `Idempotency-Key` answers older than their
+/// 24 hours, every `every`, until `stop`.
 pub async fn purge_test_accounts(db: Db, every: Duration, stop: CancellationToken) {
     loop {
         match db
@@ -448,6 +450,13 @@ pub async fn purge_test_accounts(db: Db, every: Duration, stop: CancellationToke
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "purged expired test accounts"),
             Err(e) => tracing::warn!(error = %e, "test account purge failed; will retry"),
+        }
+        let day_ago = admit_store::now() - chrono::Duration::hours(24);
+        if let Err(e) = db
+            .write(move |conn| admit_store::registrations::purge_idempotency_keys(conn, day_ago))
+            .await
+        {
+            tracing::warn!(error = %e, "Idempotency-Key purge failed; will retry");
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

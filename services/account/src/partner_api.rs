@@ -344,7 +344,8 @@ pub async fn create(
                 username: account.username.clone(),
                 language: "en".into(),
             });
-            let link = crate::password_link(&link_key, &envelope, &partner_id, now, link_ttl);
+            let mut link = crate::password_link(&link_key, &envelope, &partner_id, now, link_ttl);
+            link.grant_id = Some(grant.id.clone());
             let written = db.write_on(&mut conn, |c| {
                 accounts::insert(c, &account, &contacts)?;
                 registrations::insert_memberships(c, std::slice::from_ref(&membership))?;

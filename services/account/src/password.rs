@@ -4,8 +4,9 @@
 //! scanners open links. `POST` checks the password against the policy of §3, then in
 //! one transaction uses the token (single use, a conditional update), sets the
 //! password, enables the account and starts the login session; it redirects to the
-//! partner's landing page. The new password ends the account's other sessions and its
-//! grants to clients of other partners. The page sends `Referrer-Policy: no-referrer`, so the token
+//! partner's landing page. The new password ends the account's other sessions,
+//! consents and grants (but the one a partner got with the account it created). The
+//! page sends `Referrer-Policy: no-referrer`, so the token
 //! in its address never leaves in a `Referer`.
 
 use crate::{hasher, AccountState};
@@ -143,6 +144,17 @@ pub async fn set_password(
         return again("The two passwords are not the same.");
     }
     let digest = secret::digest(&f.token);
+    // No hash for a link that cannot be used: the hash pool is not anybody's to spend.
+    let probe = digest.clone();
+    match state
+        .db
+        .run(move |c| registrations::live_password_token(c, &probe, admit_store::now()))
+        .await
+    {
+        Ok(Some(_)) => {}
+        Ok(None) => return link_gone(&state),
+        Err(e) => return crate::pages::unavailable(&state, e),
+    }
     let (cookie, session) = pages::new_session("", state.session_ttl_secs);
     let db = state.db.clone();
     // The hash, the token's use, the password and the session: on the hash thread, the

@@ -1,10 +1,13 @@
 -- Set-password links (SPEC §4 and §6 step 2). Only the SHA-256 of the token is kept;
 -- the token itself is derived from the email's message id by the mailer. Single use
 -- (`used_at`), expiring, and a newer link of the same account retires the older ones.
+-- `grant_id`: the grant a partner received with the account (SPEC §4), the one grant a
+-- new password does not revoke.
 CREATE TABLE password_tokens (
     token_digest TEXT PRIMARY KEY,
     account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
     partner_id TEXT REFERENCES partners (id),
+    grant_id TEXT,
     created_at TIMESTAMP NOT NULL,
     expires_at TIMESTAMP NOT NULL,
     used_at TIMESTAMP
