@@ -25,6 +25,16 @@
         Phase B: polls the mailer's /metrics until it has sent N emails (or S s
         passed), and accounts for CPU like `register`.
 
+    batch.py source --port P --messages N --sessions S --mail MAIL_JSON --sink-log F --out JSON
+        The sink's own rate: postfix's smtp-source sends N messages on S connections
+        (reused, as a pool does), each the size the mailer's emails had on the wire
+        (bytes the sink read during the mailer phase / messages it counted).
+
+    batch.py nagle --port P --out JSON
+        Writes one SMTP transaction after another on one connection the way lettre
+        does (the body, then `\r\n.\r\n` in a separate write, each flushed), with and
+        without TCP_NODELAY: the cost of the write pattern alone.
+
     batch.py sink-count FILE
         The last message counter smtp-sink -c wrote to FILE.
 """
@@ -276,7 +286,6 @@ def cmd_register(a):
     t_last = max(r[1] for r in results)
     late = {"postgres": pg_pids()}
     cpu_register = window.close(late)
-    backlog = polls[-1][1] if polls else None
     xlen_at_last = redis.cmd("XLEN", a.stream) - xlen0
     # The relay's tail: from the last response until every message is on the stream.
     pt.join(timeout=a.relay_timeout)
@@ -337,7 +346,6 @@ def cmd_register(a):
                                  out["users_per_s"] or 0, out["p50_s"] or 0, out["p99_s"] or 0,
                                  xlen_at_last, a.expect, out["relay"]["done_s_after_last_response"]),
           file=sys.stderr)
-    del backlog
 
 
 # --- the PostgreSQL limit ---------------------------------------------------------------------
@@ -445,7 +453,19 @@ def sink_io(pid):
         return {}
 
 
+def sink_counters(path):
+    """(sessions, messages) of the last counter line smtp-sink -c wrote."""
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return 0, 0
+    m = re.findall(r"sess=(\d+) quit=\d+ mesg=(\d+)", text)
+    return (int(m[-1][0]), int(m[-1][1])) if m else (0, 0)
+
+
 def cmd_mail(a):
+    sink0 = sink_counters(a.sink_log)
     groups = {"mailer": [a.pid], "postgres": pg_pids(), "redis": procs_named("redis-server"),
               "sink": [a.sink_pid]}
     io0 = sink_io(a.sink_pid)
@@ -468,6 +488,7 @@ def cmd_mail(a):
         time.sleep(0.1)
     cpu = window.close({"postgres": pg_pids()})
     io1 = sink_io(a.sink_pid)
+    sink1 = sink_counters(a.sink_log)
     last = polls[-1] if polls else (time.monotonic(), 0, {})
     end = done or (last[0], last[1])
     rate = None
@@ -481,6 +502,7 @@ def cmd_mail(a):
         "emails_per_s": rate,
         "emails_per_s_from_start": end[1] / (end[0] - t0) if end[0] > t0 else None,
         "sink_read_bytes": (io1.get("rchar", 0) - io0.get("rchar", 0)) if io0 and io1 else None,
+        "sink_messages": sink1[1] - sink0[1], "sink_sessions": sink1[0] - sink0[0],
         "progress": [(round(t - t0, 2), s) for t, s, _ in polls[::10]],
         "cpu": cpu,
     }
@@ -490,6 +512,80 @@ def cmd_mail(a):
     print("phase B: {} emails sent in {:.2f} s after the first ({:.0f} emails/s){}".format(
         end[1], end[0] - (first[0] if first else t0), rate or 0,
         "" if done else " (target {} not reached)".format(a.target)), file=sys.stderr)
+
+
+def cmd_source(a):
+    try:
+        with open(a.mail) as f:
+            mail = json.load(f)
+    except (OSError, ValueError):
+        mail = {}
+    bytes_, msgs = mail.get("sink_read_bytes") or 0, mail.get("sink_messages") or 0
+    # What the sink read per message includes the SMTP commands (about 100 bytes);
+    # smtp-source adds its own headers to -l bytes of body.
+    size = max(100, bytes_ // msgs - 150) if bytes_ and msgs else 4000
+    before = sink_counters(a.sink_log)
+    t = time.monotonic()
+    r = subprocess.run(["/usr/sbin/smtp-source", "-d", "-s", str(a.sessions), "-m", str(a.messages),
+                        "-l", str(size), "-f", "bench@admit.invalid", "-t", "user@example.com",
+                        "127.0.0.1:%d" % a.port], capture_output=True, text=True, timeout=300)
+    wall = time.monotonic() - t
+    time.sleep(0.3)
+    after = sink_counters(a.sink_log)
+    out = {"messages": a.messages, "sessions": a.sessions, "body_bytes": size,
+           "wall_s": round(wall, 3), "emails_per_s": a.messages / wall,
+           "sink_counted": after[1] - before[1], "status": r.returncode, "stderr": r.stderr[-300:]}
+    with open(a.out, "w") as f:
+        json.dump(out, f)
+        f.write("\n")
+    print("smtp-source: {} messages ({} bytes of body) on {} connections in {:.2f} s ({:.0f}/s)".format(
+        a.messages, size, a.sessions, wall, out["emails_per_s"]), file=sys.stderr)
+    if r.returncode != 0:
+        sys.exit(r.returncode)
+
+
+def cmd_nagle(a):
+    body = (b"x" * 70 + b"\r\n") * 40
+
+    def run(nodelay, n):
+        s = socket.create_connection(("127.0.0.1", a.port), timeout=10)
+        if nodelay:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        f = s.makefile("rb")
+
+        def reply():
+            while True:
+                line = f.readline()
+                if not line:
+                    raise ConnectionError("the sink closed the connection")
+                if line[3:4] != b"-":
+                    return line
+
+        reply()
+        s.sendall(b"EHLO bench\r\n")
+        reply()
+        t = time.monotonic()
+        for _ in range(n):
+            for cmd in (b"MAIL FROM:<bench@admit.invalid>\r\n", b"RCPT TO:<user@example.com>\r\n",
+                        b"DATA\r\n"):
+                s.sendall(cmd)
+                reply()
+            s.sendall(body)
+            s.sendall(b"\r\n.\r\n")
+            reply()
+        dt = time.monotonic() - t
+        s.sendall(b"QUIT\r\n")
+        s.close()
+        return dt / n * 1000
+
+    out = {"messages": a.messages, "body_bytes": len(body),
+           "ms_per_message_default": run(False, a.messages),
+           "ms_per_message_nodelay": run(True, a.messages)}
+    with open(a.out, "w") as f:
+        json.dump(out, f)
+        f.write("\n")
+    print("SMTP write pattern on one connection: {:.2f} ms a message without TCP_NODELAY, {:.3f} ms "
+          "with it".format(out["ms_per_message_default"], out["ms_per_message_nodelay"]), file=sys.stderr)
 
 
 def cmd_sink_count(a):
@@ -534,15 +630,27 @@ def main():
     m.add_argument("--out", required=True)
     m.add_argument("--pid", type=int, required=True)
     m.add_argument("--sink-pid", type=int, required=True)
+    m.add_argument("--sink-log", required=True)
     m.add_argument("--timeout", type=float, default=300)
     m.add_argument("--db", help="the run's database URL (whose PostgreSQL CPU to count)")
+    so = sub.add_parser("source")
+    so.add_argument("--port", type=int, required=True)
+    so.add_argument("--messages", type=int, default=20000)
+    so.add_argument("--sessions", type=int, default=8)
+    so.add_argument("--mail", required=True)
+    so.add_argument("--sink-log", required=True)
+    so.add_argument("--out", required=True)
+    ng = sub.add_parser("nagle")
+    ng.add_argument("--port", type=int, required=True)
+    ng.add_argument("--messages", type=int, default=40)
+    ng.add_argument("--out", required=True)
     s = sub.add_parser("sink-count")
     s.add_argument("file")
     a = p.parse_args()
     global PG_DB
     PG_DB = getattr(a, "db", None)
     {"bodies": cmd_bodies, "register": cmd_register, "limit": cmd_limit, "mail": cmd_mail,
-     "sink-count": cmd_sink_count}[a.cmd](a)
+     "source": cmd_source, "nagle": cmd_nagle, "sink-count": cmd_sink_count}[a.cmd](a)
 
 
 if __name__ == "__main__":
