@@ -297,11 +297,13 @@ pub struct MailerSettings {
     pub max_attempts: u32,
     /// First retry delay; doubles with each attempt.
     pub retry_base_ms: u64,
-    /// Messages sent at once.
+    /// Messages per batch, sent at once (over at most `smtp.pool_size` sessions).
     pub concurrency: usize,
     /// How long a short batch waits for more messages (shares the per-batch database
     /// work among them; adds at most this much latency to an email).
     pub batch_window_ms: u64,
+    /// Batches handled at once: one batch's database work overlaps another's sends.
+    pub batches_in_flight: usize,
 }
 
 impl Default for MailerSettings {
@@ -317,6 +319,7 @@ impl Default for MailerSettings {
             retry_base_ms: 5_000,
             concurrency: 16,
             batch_window_ms: 200,
+            batches_in_flight: 4,
         }
     }
 }

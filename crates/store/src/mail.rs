@@ -6,6 +6,7 @@ use crate::schema::mail_messages;
 use crate::{AnyConnection, StoreError};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MailStatus {
@@ -67,46 +68,28 @@ pub fn find(conn: &mut AnyConnection, id: &str) -> Result<Option<MailRow>, Store
         .optional()?)
 }
 
-/// Records a message the first time the mailer sees it; returns the record as it is
-/// now (a redelivered message returns its earlier record).
-pub fn register(
-    conn: &mut AnyConnection,
-    id: &str,
-    kind: &str,
-    recipient: &str,
-    now: NaiveDateTime,
-) -> Result<MailRow, StoreError> {
-    if let Some(row) = find(conn, id)? {
-        return Ok(row);
-    }
-    let row = MailRow {
-        id: id.to_owned(),
-        kind: kind.to_owned(),
-        recipient: recipient.to_owned(),
-        status: MailStatus::Queued.as_str().to_owned(),
-        attempts: 0,
-        last_error: None,
-        next_attempt_at: None,
-        created_at: now,
-        updated_at: now,
-        sent_at: None,
-    };
-    match diesel::insert_into(mail_messages::table)
-        .values(&row)
-        .execute(conn)
-    {
-        Ok(_) => Ok(row),
-        // Another replica registered it between our read and insert.
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => find(conn, id)?.ok_or(StoreError::NotFound),
-        Err(e) => Err(e.into()),
-    }
+pub fn mark_sent(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
+    mark_sent_many(conn, &[id.to_owned()], now)
 }
 
-pub fn mark_sent(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> Result<(), StoreError> {
-    diesel::update(mail_messages::table.find(id))
+/// [`mark_sent`] for many messages, in one statement per thousand.
+pub fn mark_sent_many(
+    conn: &mut AnyConnection,
+    ids: &[String],
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    for chunk in ids.chunks(crate::registrations::INSERT_CHUNK) {
+        mark_sent_chunk(conn, chunk, now)?;
+    }
+    Ok(())
+}
+
+fn mark_sent_chunk(
+    conn: &mut AnyConnection,
+    ids: &[String],
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::update(mail_messages::table.filter(mail_messages::id.eq_any(ids)))
         .set((
             mail_messages::status.eq(MailStatus::Sent.as_str()),
             mail_messages::attempts.eq(mail_messages::attempts + 1),
@@ -174,7 +157,106 @@ pub fn claim(
     now: NaiveDateTime,
     lease_until: NaiveDateTime,
 ) -> Result<Claim, StoreError> {
-    let row = register(conn, id, kind, recipient, now)?;
+    let wanted = [Wanted {
+        id: id.to_owned(),
+        kind: kind.to_owned(),
+        recipient: recipient.to_owned(),
+    }];
+    let mut claims = claim_many(conn, &wanted, now, lease_until)?;
+    claims.pop().ok_or(StoreError::NotFound)
+}
+
+/// A message the mailer was handed.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub id: String,
+    pub kind: String,
+    pub recipient: String,
+}
+
+/// [`claim`] for a batch, one claim per message in order. Messages seen for the first
+/// time (nearly all of them) are looked up and recorded as taken in two statements
+/// whatever their number; a message the mailer has a record of is claimed with the
+/// conditional update, one by one. A message twice in the batch is taken once (the
+/// second is `Busy`). If another replica recorded one of the new messages between the
+/// look-up and the insert, every new message of the batch is `Busy`: the ones this
+/// insert recorded stay leased to nobody until `lease_until`, then come back.
+pub fn claim_many(
+    conn: &mut AnyConnection,
+    wanted: &[Wanted],
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+) -> Result<Vec<Claim>, StoreError> {
+    let ids: Vec<&str> = wanted.iter().map(|w| w.id.as_str()).collect();
+    let mut known: HashMap<String, MailRow> = HashMap::new();
+    for chunk in ids.chunks(crate::registrations::INSERT_CHUNK) {
+        let rows: Vec<MailRow> = mail_messages::table
+            .filter(mail_messages::id.eq_any(chunk))
+            .select(MailRow::as_select())
+            .load(conn)?;
+        known.extend(rows.into_iter().map(|r| (r.id.clone(), r)));
+    }
+    let mut new_ids: HashSet<&str> = HashSet::new();
+    let fresh: Vec<MailRow> = wanted
+        .iter()
+        .filter(|w| !known.contains_key(&w.id) && new_ids.insert(w.id.as_str()))
+        .map(|w| MailRow {
+            id: w.id.clone(),
+            kind: w.kind.clone(),
+            recipient: w.recipient.clone(),
+            status: MailStatus::Processing.as_str().to_owned(),
+            attempts: 0,
+            last_error: None,
+            next_attempt_at: Some(lease_until),
+            created_at: now,
+            updated_at: now,
+            sent_at: None,
+        })
+        .collect();
+    let mut inserted = 0;
+    for chunk in fresh.chunks(crate::registrations::INSERT_CHUNK) {
+        inserted += match conn {
+            AnyConnection::Pg(c) => diesel::insert_into(mail_messages::table)
+                .values(chunk)
+                .on_conflict_do_nothing()
+                .execute(c)?,
+            // One process writes the embedded database, under its write lock: no
+            // other replica can have recorded a message since the look-up (and diesel
+            // has no multi-row ON CONFLICT for SQLite).
+            AnyConnection::Sqlite(c) => diesel::insert_into(mail_messages::table)
+                .values(chunk)
+                .execute(c)?,
+        };
+    }
+    let raced = inserted != fresh.len();
+    let mut fresh: HashMap<String, MailRow> =
+        fresh.into_iter().map(|r| (r.id.clone(), r)).collect();
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut seen: HashSet<&str> = HashSet::new();
+    for w in wanted {
+        let claim = if !seen.insert(w.id.as_str()) {
+            Claim::Busy
+        } else if let Some(row) = known.remove(&w.id) {
+            claim_known(conn, row, now, lease_until)?
+        } else {
+            match fresh.remove(&w.id) {
+                Some(row) if !raced => Claim::Mine(row),
+                _ => Claim::Busy,
+            }
+        };
+        out.push(claim);
+    }
+    Ok(out)
+}
+
+/// Takes a message the mailer has a record of, if it is free: not sent or dead, not
+/// leased to a live sender, its retry due.
+fn claim_known(
+    conn: &mut AnyConnection,
+    row: MailRow,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+) -> Result<Claim, StoreError> {
     let available = match row.status.as_str() {
         "sent" | "dead" => return Ok(Claim::Done),
         "processing" => row.next_attempt_at.is_some_and(|t| t < now),
@@ -185,7 +267,7 @@ pub fn claim(
     }
     let n = diesel::update(
         mail_messages::table
-            .find(id)
+            .find(&row.id)
             .filter(mail_messages::status.eq(&row.status))
             .filter(mail_messages::attempts.eq(row.attempts))
             .filter(mail_messages::updated_at.eq(row.updated_at)),

@@ -2,7 +2,7 @@
 
 use admit_domain::{Envelope, Notification};
 use admit_store::accounts::{self, AccountRow, ContactRow};
-use admit_store::mail::{self, Claim, MailStatus};
+use admit_store::mail::{self, Claim, MailStatus, Wanted};
 use admit_store::testing::TestDatabase;
 use admit_store::{outbox, Conflict, StoreError};
 use chrono::Duration;
@@ -232,6 +232,81 @@ async fn a_message_is_claimed_by_one_sender_and_sent_once() -> anyhow::Result<()
             db.run(|c| mail::count_by_status(c, MailStatus::Dead))
                 .await?,
             1
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_batch_is_claimed_in_order_new_known_repeated_and_sent_alike() -> anyhow::Result<()> {
+    for (backend, tdb) in TestDatabase::each()? {
+        let db = tdb.db()?;
+        let now = admit_store::now();
+        let lease = now + Duration::seconds(60);
+        let wanted = |ids: &[&str]| -> Vec<Wanted> {
+            ids.iter()
+                .map(|id| Wanted {
+                    id: (*id).to_owned(),
+                    kind: "welcome".into(),
+                    recipient: format!("{id}@example.com"),
+                })
+                .collect()
+        };
+        // "sent" was sent before; "held" is leased to another sender.
+        db.write(move |c| mail::claim(c, "sent", "welcome", "s@example.com", now, lease))
+            .await?;
+        db.write(move |c| mail::mark_sent(c, "sent", now)).await?;
+        db.write(move |c| mail::claim(c, "held", "welcome", "h@example.com", now, lease))
+            .await?;
+
+        let batch = wanted(&["a", "sent", "b", "held", "a", "c"]);
+        let claims = db
+            .write(move |c| mail::claim_many(c, &batch, now, lease))
+            .await?;
+        let shape: Vec<&str> = claims
+            .iter()
+            .map(|c| match c {
+                Claim::Mine(r) if r.attempts == 0 && r.status == "processing" => "mine",
+                Claim::Mine(_) => "mine?",
+                Claim::Done => "done",
+                Claim::Busy => "busy",
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            ["mine", "done", "mine", "busy", "busy", "mine"],
+            "{backend}"
+        );
+        // The new ones are recorded as taken: a second sender gets none of them.
+        let again = wanted(&["a", "b", "c"]);
+        let second = db
+            .write(move |c| mail::claim_many(c, &again, now, lease))
+            .await?;
+        assert!(
+            second.iter().all(|c| matches!(c, Claim::Busy)),
+            "{backend}: {second:?}"
+        );
+        let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        db.write(move |c| mail::mark_sent_many(c, &ids, now))
+            .await?;
+        assert_eq!(
+            db.run(|c| mail::count_by_status(c, MailStatus::Sent))
+                .await?,
+            4,
+            "{backend}"
+        );
+        let later = now + Duration::seconds(120);
+        let after = wanted(&["a", "b", "c", "held"]);
+        let claims = db
+            .write(move |c| mail::claim_many(c, &after, later, later + Duration::seconds(60)))
+            .await?;
+        // Sent is final; the lease of "held" ran out.
+        assert!(
+            matches!(
+                claims.as_slice(),
+                [Claim::Done, Claim::Done, Claim::Done, Claim::Mine(_)]
+            ),
+            "{backend}: {claims:?}"
         );
     }
     Ok(())

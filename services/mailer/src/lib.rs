@@ -52,6 +52,7 @@ pub fn worker(
             retry_base: Duration::from_millis(settings.mailer.retry_base_ms),
             lease: Duration::from_millis(settings.mailer.claim_idle_ms),
             batch_window: Duration::from_millis(settings.mailer.batch_window_ms),
+            batches_in_flight: settings.mailer.batches_in_flight.max(1),
         },
         outcomes,
     })

@@ -4,14 +4,24 @@
 use crate::render::RenderedEmail;
 use admit_runtime::settings::{SmtpSettings, SmtpTls};
 use async_trait::async_trait;
+use lettre::address::Envelope;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::Message;
+use rustls::pki_types::ServerName;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsConnector;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -28,31 +38,231 @@ pub trait Transport: Send + Sync {
     async fn send(&self, email: &RenderedEmail) -> Result<(), SendError>;
 }
 
+/// An SMTP relay client with a pool of open connections.
+///
+/// lettre speaks SMTP; the sockets are made here, for two reasons:
+/// - `TCP_NODELAY`. lettre writes a message's body and then its terminating
+///   `\r\n.\r\n` in a second small write; with Nagle's algorithm on, that write
+///   waits for the relay to acknowledge the body, and relays delay their ACK (40 ms
+///   on Linux) while they wait for the rest of the DATA. Every message then costs
+///   40 ms of idle waiting on its connection.
+/// - A connection goes back to the pool after every message it delivers, whatever
+///   the number of senders waiting, and at most `pool_size` are ever open at once, so
+///   one connection carries many messages.
 pub struct Smtp {
-    inner: AsyncSmtpTransport<Tokio1Executor>,
+    host: String,
+    port: u16,
+    tls: SmtpTls,
+    credentials: Option<Credentials>,
+    timeout: Duration,
+    hello: ClientId,
+    /// For implicit TLS (SMTPS): the platform's roots (webpki-roots), as lettre's.
+    tls_connector: Option<TlsConnector>,
     from: Mailbox,
+    /// One permit per connection that may be open.
+    slots: Semaphore,
+    idle: Mutex<Vec<IdleConnection>>,
 }
+
+struct IdleConnection {
+    connection: AsyncSmtpConnection,
+    since: Instant,
+}
+
+/// A connection idle longer than this is closed rather than used: relays drop idle
+/// sessions (RFC 5321 section 4.5.3.2.7 asks servers to wait at least 5 minutes).
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
 
 impl Smtp {
     pub fn new(s: &SmtpSettings, from: &str) -> anyhow::Result<Self> {
-        let mut builder = match s.tls {
-            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),
-            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)?,
-            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&s.host)?,
-        }
-        .port(s.port)
-        .timeout(Some(Duration::from_secs(s.timeout_secs)))
-        .pool_config(PoolConfig::new().max_size(s.pool_size));
-        if let (Some(user), Some(password)) = (&s.username, &s.password) {
-            builder = builder.credentials(Credentials::new(
+        let tls_connector = match s.tls {
+            SmtpTls::Tls => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::aws_lc_rs::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                Some(TlsConnector::from(Arc::new(config)))
+            }
+            SmtpTls::None | SmtpTls::Starttls => None,
+        };
+        let credentials = match (&s.username, &s.password) {
+            (Some(user), Some(password)) => Some(Credentials::new(
                 user.clone(),
                 password.expose_secret().to_owned(),
-            ));
-        }
+            )),
+            _ => None,
+        };
         Ok(Self {
-            inner: builder.build(),
+            host: s.host.clone(),
+            port: s.port,
+            tls: s.tls,
+            credentials,
+            timeout: Duration::from_secs(s.timeout_secs),
+            hello: ClientId::default(),
+            tls_connector,
             from: from.parse()?,
+            slots: Semaphore::new(s.pool_size.max(1) as usize),
+            idle: Mutex::new(Vec::new()),
         })
+    }
+
+    /// A new session: TCP (no Nagle), TLS as configured, EHLO, AUTH.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        let tcp = tokio::time::timeout(
+            self.timeout,
+            TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| SendError::Transient("connecting to the SMTP relay timed out".into()))?
+        .map_err(|e| SendError::Transient(format!("connecting to the SMTP relay: {e}")))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| SendError::Transient(format!("TCP_NODELAY: {e}")))?;
+        let session = async {
+            let stream: Box<dyn AsyncTokioStream> = match &self.tls_connector {
+                Some(connector) => {
+                    let name = ServerName::try_from(self.host.clone())
+                        .map_err(|e| SendError::Permanent(format!("SMTP host name: {e}")))?;
+                    let tls = connector
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| SendError::Transient(format!("TLS with the relay: {e}")))?;
+                    Box::new(Tls(tls))
+                }
+                None => Box::new(tcp),
+            };
+            let mut connection = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
+                .await
+                .map_err(classify)?;
+            if self.tls == SmtpTls::Starttls {
+                if !connection.can_starttls() {
+                    connection.abort().await;
+                    return Err(SendError::Transient(
+                        "the SMTP relay does not offer STARTTLS (mailer.smtp.tls is starttls)"
+                            .into(),
+                    ));
+                }
+                let parameters = TlsParameters::new(self.host.clone())
+                    .map_err(|e| SendError::Permanent(format!("TLS parameters: {e}")))?;
+                connection
+                    .starttls(parameters, &self.hello)
+                    .await
+                    .map_err(classify)?;
+            }
+            if let Some(credentials) = &self.credentials {
+                connection
+                    .auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                    .await
+                    .map_err(classify)?;
+            }
+            Ok(connection)
+        };
+        tokio::time::timeout(self.timeout, session)
+            .await
+            .map_err(|_| SendError::Transient("the SMTP relay did not answer in time".into()))?
+    }
+
+    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // The most recently used first: the least likely to have been dropped.
+        while let Some(c) = idle.pop() {
+            if c.since.elapsed() < IDLE_LIMIT && !c.connection.has_broken() {
+                return Some(c.connection);
+            }
+            // Dropping closes the socket; a relay takes that as the end of the session.
+        }
+        None
+    }
+
+    fn put_back(&self, connection: AsyncSmtpConnection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.push(IdleConnection {
+            connection,
+            since: Instant::now(),
+        });
+    }
+
+    /// One message on one connection, within the timeout. The connection is given
+    /// back only if the message went through.
+    async fn deliver(
+        &self,
+        mut connection: AsyncSmtpConnection,
+        envelope: &Envelope,
+        bytes: &[u8],
+    ) -> Result<(), Failed> {
+        match tokio::time::timeout(self.timeout, connection.send(envelope, bytes)).await {
+            Ok(Ok(_)) => {
+                self.put_back(connection);
+                Ok(())
+            }
+            // lettre has already ended the session on any error.
+            Ok(Err(e)) if e.is_permanent() || e.is_transient() => {
+                Err(Failed::Answered(classify(e)))
+            }
+            Ok(Err(e)) => Err(Failed::Broken(e.to_string())),
+            // Not tried again at once: that could hold the message past the time after
+            // which another replica claims it.
+            Err(_) => Err(Failed::Answered(SendError::Transient(
+                "the SMTP relay did not answer in time".into(),
+            ))),
+        }
+    }
+}
+
+/// Why a message did not go through on a connection.
+enum Failed {
+    /// The relay answered 4xx or 5xx (its answer to this message), or did not answer
+    /// within the timeout.
+    Answered(SendError),
+    /// The session broke before the relay answered.
+    Broken(String),
+}
+
+/// An SMTP answer of 5xx will never change; anything else (4xx, the network) may.
+fn classify(e: lettre::transport::smtp::Error) -> SendError {
+    if e.is_permanent() {
+        SendError::Permanent(e.to_string())
+    } else {
+        SendError::Transient(e.to_string())
+    }
+}
+
+/// An implicit-TLS session, as lettre's stream type.
+#[derive(Debug)]
+struct Tls(tokio_rustls::client::TlsStream<TcpStream>);
+
+impl AsyncTokioStream for Tls {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
+impl AsyncRead for Tls {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Tls {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 
@@ -88,10 +298,29 @@ pub fn build_message(from: &Mailbox, email: &RenderedEmail) -> Result<Message, S
 impl Transport for Smtp {
     async fn send(&self, email: &RenderedEmail) -> Result<(), SendError> {
         let message = build_message(&self.from, email)?;
-        match self.inner.send(message).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
-            Err(e) => Err(SendError::Transient(e.to_string())),
+        let envelope = message.envelope().clone();
+        let bytes = message.formatted();
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|e| SendError::Transient(e.to_string()))?;
+        if let Some(connection) = self.take_idle() {
+            match self.deliver(connection, &envelope, &bytes).await {
+                Ok(()) => return Ok(()),
+                Err(Failed::Answered(e)) => return Err(e),
+                // The relay may have closed the session while it sat idle: once more
+                // on a new one.
+                Err(Failed::Broken(e)) => {
+                    tracing::debug!(error = %e, "pooled SMTP session failed; reconnecting")
+                }
+            }
+        }
+        let connection = self.connect().await?;
+        match self.deliver(connection, &envelope, &bytes).await {
+            Ok(()) => Ok(()),
+            Err(Failed::Answered(e)) => Err(e),
+            Err(Failed::Broken(e)) => Err(SendError::Transient(e)),
         }
     }
 }
@@ -171,5 +400,194 @@ impl Transport for Inbox {
         .await
         .map_err(|e| SendError::Transient(e.to_string()))?
         .map_err(|e| SendError::Transient(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The client against a small SMTP relay on 127.0.0.1 that this test controls:
+    //! it counts sessions and messages, and can drop a session or refuse a recipient,
+    //! which a capture server cannot be told to do.
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    #[derive(Default)]
+    struct Relay {
+        sessions: AtomicUsize,
+        messages: AtomicUsize,
+    }
+
+    #[derive(Clone, Copy)]
+    struct Behaviour {
+        /// Close the socket after each accepted message, as a relay ending an idle
+        /// session does.
+        drop_after_message: bool,
+        offer_starttls: bool,
+    }
+
+    async fn relay(behaviour: Behaviour) -> (u16, Arc<Relay>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let relay = Arc::new(Relay::default());
+        let counts = relay.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counts.sessions.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(session(socket, counts.clone(), behaviour));
+            }
+        });
+        (port, relay)
+    }
+
+    async fn session(socket: TcpStream, relay: Arc<Relay>, behaviour: Behaviour) {
+        let (read, mut write) = socket.into_split();
+        let mut lines = BufReader::new(read);
+        let mut line = String::new();
+        let _ = write.write_all(b"220 relay.test ESMTP\r\n").await;
+        loop {
+            line.clear();
+            if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let command = line.trim_end().to_ascii_uppercase();
+            let answer: &[u8] = if command.starts_with("EHLO") {
+                if behaviour.offer_starttls {
+                    b"250-relay.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n"
+                } else {
+                    b"250-relay.test\r\n250 8BITMIME\r\n"
+                }
+            } else if command.starts_with("RCPT") && command.contains("REFUSED") {
+                b"550 5.1.1 no such user\r\n"
+            } else if command == "DATA" {
+                let _ = write.write_all(b"354 go ahead\r\n").await;
+                loop {
+                    line.clear();
+                    if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == ".\r\n" {
+                        break;
+                    }
+                }
+                relay.messages.fetch_add(1, Ordering::SeqCst);
+                let _ = write.write_all(b"250 2.0.0 queued\r\n").await;
+                if behaviour.drop_after_message {
+                    return;
+                }
+                continue;
+            } else if command == "QUIT" {
+                let _ = write.write_all(b"221 bye\r\n").await;
+                return;
+            } else if command == "STARTTLS" {
+                b"454 TLS not available\r\n"
+            } else {
+                b"250 ok\r\n"
+            };
+            let _ = write.write_all(answer).await;
+        }
+    }
+
+    fn client(port: u16, tls: SmtpTls, pool_size: u32) -> Smtp {
+        let settings = SmtpSettings {
+            host: "127.0.0.1".into(),
+            port,
+            tls,
+            pool_size,
+            timeout_secs: 10,
+            ..SmtpSettings::default()
+        };
+        Smtp::new(&settings, "admit <no-reply@admit.test>").expect("client")
+    }
+
+    fn email(n: usize, to: &str) -> RenderedEmail {
+        RenderedEmail {
+            message_id: format!("m{n}"),
+            to: to.into(),
+            subject: format!("message {n}"),
+            text: "hello".into(),
+            html: "<p>hello</p>".into(),
+        }
+    }
+
+    const PLAIN: Behaviour = Behaviour {
+        drop_after_message: false,
+        offer_starttls: false,
+    };
+
+    #[tokio::test]
+    async fn one_session_carries_many_messages_and_the_pool_bounds_the_sessions() {
+        let (port, relay) = relay(PLAIN).await;
+        let smtp = client(port, SmtpTls::None, 3);
+        for n in 0..20 {
+            smtp.send(&email(n, "a@example.com")).await.expect("send");
+        }
+        assert_eq!(relay.messages.load(Ordering::SeqCst), 20);
+        assert_eq!(relay.sessions.load(Ordering::SeqCst), 1);
+
+        let all = futures_util::future::join_all(
+            (20..80).map(|n| smtp.send_owned(email(n, "b@example.com"))),
+        )
+        .await;
+        assert!(all.iter().all(Result::is_ok), "{all:?}");
+        assert_eq!(relay.messages.load(Ordering::SeqCst), 80);
+        let sessions = relay.sessions.load(Ordering::SeqCst);
+        assert!(
+            (1..=3).contains(&sessions),
+            "{sessions} sessions for a pool of 3"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_the_relay_ended_is_replaced_without_failing_the_message() {
+        let (port, relay) = relay(Behaviour {
+            drop_after_message: true,
+            offer_starttls: false,
+        })
+        .await;
+        let smtp = client(port, SmtpTls::None, 1);
+        for n in 0..3 {
+            smtp.send(&email(n, "a@example.com")).await.expect("send");
+        }
+        assert_eq!(relay.messages.load(Ordering::SeqCst), 3);
+        assert_eq!(relay.sessions.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refused_recipient_is_permanent_and_the_next_message_goes_through() {
+        let (port, relay) = relay(PLAIN).await;
+        let smtp = client(port, SmtpTls::None, 1);
+        match smtp.send(&email(0, "refused@example.com")).await {
+            Err(SendError::Permanent(e)) => assert!(e.contains("no such user"), "{e}"),
+            other => panic!("expected a permanent error, got {other:?}"),
+        }
+        smtp.send(&email(1, "a@example.com")).await.expect("send");
+        assert_eq!(relay.messages.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn starttls_required_is_never_skipped() {
+        for offer_starttls in [false, true] {
+            let (port, relay) = relay(Behaviour {
+                drop_after_message: false,
+                offer_starttls,
+            })
+            .await;
+            let smtp = client(port, SmtpTls::Starttls, 1);
+            match smtp.send(&email(0, "a@example.com")).await {
+                Err(SendError::Transient(e)) => {
+                    assert!(e.to_ascii_uppercase().contains("TLS"), "{e}")
+                }
+                other => panic!("expected a transient error, got {other:?}"),
+            }
+            assert_eq!(relay.messages.load(Ordering::SeqCst), 0);
+        }
+    }
+
+    impl Smtp {
+        async fn send_owned(&self, email: RenderedEmail) -> Result<(), SendError> {
+            self.send(&email).await
+        }
     }
 }

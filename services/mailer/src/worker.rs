@@ -14,12 +14,14 @@ use crate::render::Renderer;
 use crate::transport::{SendError, Transport};
 use admit_domain::Envelope;
 use admit_queue::{Delivery, Queue};
-use admit_store::mail::{self, Claim, MailRow};
+use admit_store::mail::{self, Claim, MailRow, Wanted};
 use admit_store::Db;
 use futures_util::StreamExt;
 use prometheus::IntCounterVec;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone)]
@@ -31,6 +33,9 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// How long a short batch waits for more messages.
     pub batch_window: Duration,
+    /// Batches handled at once, so that one batch's database work overlaps another's
+    /// sends.
+    pub batches_in_flight: usize,
 }
 
 #[derive(Clone)]
@@ -104,7 +109,17 @@ impl Worker {
     pub async fn run(self, stop: CancellationToken) {
         let mut backoff = Duration::from_millis(200);
         let max = self.config.concurrency.max(1);
+        let in_flight = Arc::new(Semaphore::new(self.config.batches_in_flight.max(1)));
+        let mut batches = JoinSet::new();
         while !stop.is_cancelled() {
+            while batches.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                p = in_flight.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                _ = stop.cancelled() => break,
+            };
             let batch = tokio::select! {
                 r = self.receive_batch(max) => r,
                 _ = stop.cancelled() => break,
@@ -112,7 +127,13 @@ impl Worker {
             match batch {
                 Ok(deliveries) => {
                     backoff = Duration::from_millis(200);
-                    self.handle_batch(deliveries).await;
+                    if !deliveries.is_empty() {
+                        let worker = self.clone();
+                        batches.spawn(async move {
+                            worker.handle_batch(deliveries).await;
+                            drop(permit);
+                        });
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the queue; retrying");
@@ -124,6 +145,8 @@ impl Worker {
                 }
             }
         }
+        // The batches in hand are finished before the worker says it stopped.
+        while batches.join_next().await.is_some() {}
         tracing::info!("mailer worker stopped");
     }
 
@@ -162,24 +185,19 @@ impl Worker {
         // 1. Claim.
         let lease =
             chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(60));
-        let wanted: Vec<(String, String, String)> = decoded
+        let wanted: Vec<Wanted> = decoded
             .iter()
-            .map(|(_, e)| {
-                (
-                    e.id.to_string(),
-                    e.notification.kind().to_owned(),
-                    e.notification.recipient().to_owned(),
-                )
+            .map(|(_, e)| Wanted {
+                id: e.id.to_string(),
+                kind: e.notification.kind().to_owned(),
+                recipient: e.notification.recipient().to_owned(),
             })
             .collect();
         let claims = self
             .db
             .write(move |conn| {
                 let now = admit_store::now();
-                wanted
-                    .iter()
-                    .map(|(id, kind, to)| mail::claim(conn, id, kind, to, now, now + lease))
-                    .collect::<Result<Vec<Claim>, _>>()
+                mail::claim_many(conn, &wanted, now, now + lease)
             })
             .await;
         let claims = match claims {
@@ -269,9 +287,15 @@ impl Worker {
                 .db
                 .write(move |conn| {
                     let now = admit_store::now();
+                    let sent: Vec<String> = records
+                        .iter()
+                        .filter(|(_, r)| matches!(r, Record::Sent))
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    mail::mark_sent_many(conn, &sent, now)?;
                     for (id, record) in &records {
                         match record {
-                            Record::Sent => mail::mark_sent(conn, id, now)?,
+                            Record::Sent => {}
                             Record::Failed { reason, retry_in } => {
                                 mail::mark_failed(
                                     conn,
