@@ -23,7 +23,11 @@ struct Partner {
     api_key: String,
 }
 
-/// A partner with a landing page, a confidential client, an API key and plan codes.
+/// Every test partner's colour, as the operator types it.
+const BRAND_COLOR: &str = "#0A7D3B";
+
+/// A partner with a landing page, a colour, a confidential client, an API key and
+/// plan codes.
 fn partner(
     cli: impl Fn(&[&str]) -> anyhow::Result<Value>,
     name: &str,
@@ -37,6 +41,8 @@ fn partner(
         name,
         "--landing-url",
         landing,
+        "--brand-color",
+        BRAND_COLOR,
     ])?;
     let id = p["partner_id"].as_str().context("partner_id")?.to_owned();
     let mut args = vec![
@@ -488,6 +494,8 @@ async fn document_001_lists_at_a_real_smtp_server() -> anyhow::Result<()> {
             .find(|m| m.subject.starts_with(subject_starts(kind, lang)))
             .with_context(|| format!("{email} ({kind}, {lang}): {:?}", by_to.get(&key)))?;
         assert!(!mail.text.is_empty() && !mail.html.is_empty());
+        // The partner's colour, as the CLI stored it.
+        assert!(mail.html.contains("#0a7d3b"), "{}", mail.html);
         match *kind {
             "created" | "existing" => {
                 let link = set_password_link(&mail.text)?;

@@ -83,6 +83,31 @@ pub struct PartnerBrand {
     pub name: String,
     /// The partner's landing page (from the operator's configuration of the partner).
     pub landing_url: Option<String>,
+    /// The partner's colour, `#rrggbb`, for links and buttons. Absent from messages
+    /// queued before partners had one.
+    #[serde(default)]
+    pub brand_color: Option<String>,
+}
+
+impl PartnerBrand {
+    /// A brand colour as emails use it: `#rrggbb` (or `#rgb`, widened), in lower case;
+    /// `None` for anything else, which never reaches a `style` attribute.
+    pub fn color(raw: &str) -> Option<String> {
+        let hex = raw.trim().strip_prefix('#')?;
+        if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        match hex.len() {
+            6 => Some(format!("#{}", hex.to_ascii_lowercase())),
+            3 => Some(hex.chars().fold(String::from("#"), |mut s, c| {
+                let c = c.to_ascii_lowercase();
+                s.push(c);
+                s.push(c);
+                s
+            })),
+            _ => None,
+        }
+    }
 }
 
 impl Notification {
@@ -115,5 +140,27 @@ impl Notification {
                 | Notification::SetPassword { .. }
                 | Notification::AlreadyRegistered { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PartnerBrand;
+
+    #[test]
+    fn brand_colours_are_hex_or_nothing() {
+        assert_eq!(PartnerBrand::color("#0A7D3B").as_deref(), Some("#0a7d3b"));
+        assert_eq!(PartnerBrand::color(" #abc ").as_deref(), Some("#aabbcc"));
+        for bad in [
+            "0a7d3b",
+            "#0a7d3",
+            "#0a7d3bff",
+            "#ggg",
+            "red",
+            "#fff;x:y",
+            "",
+        ] {
+            assert_eq!(PartnerBrand::color(bad), None, "{bad}");
+        }
     }
 }

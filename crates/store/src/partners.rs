@@ -12,6 +12,8 @@ pub struct PartnerRow {
     pub name: String,
     pub landing_url: Option<String>,
     pub created_at: NaiveDateTime,
+    /// `#rrggbb`: links and buttons in the partner's emails.
+    pub brand_color: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

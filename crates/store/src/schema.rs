@@ -63,6 +63,7 @@ diesel::table! {
         name -> Text,
         landing_url -> Nullable<Text>,
         created_at -> Timestamp,
+        brand_color -> Nullable<Text>,
     }
 }
 

@@ -427,6 +427,7 @@ async fn register(state: &AccountState, partner_id: &str, body: &[u8]) -> Result
                 PartnerBrand {
                     name: partner.name,
                     landing_url: partner.landing_url,
+                    brand_color: partner.brand_color,
                 },
                 plans,
             ))

@@ -261,6 +261,7 @@ pub async fn create(
                         PartnerBrand {
                             name: p.name,
                             landing_url: p.landing_url,
+                            brand_color: p.brand_color,
                         },
                     ),
                     _ => {

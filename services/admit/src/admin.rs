@@ -47,6 +47,9 @@ pub enum PartnerCmd {
         name: String,
         #[arg(long)]
         landing_url: Option<String>,
+        /// The partner's colour for links and buttons in its emails: `#rrggbb`.
+        #[arg(long)]
+        brand_color: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -118,10 +121,12 @@ pub async fn partner(cmd: PartnerCmd, settings: &Settings) -> anyhow::Result<()>
     let PartnerCmd::Create {
         name,
         landing_url,
+        brand_color,
         target,
     } = cmd;
     let db = target.db(settings)?;
-    let p = admin::create_partner(&db, &name, landing_url.as_deref()).await?;
+    let p =
+        admin::create_partner(&db, &name, landing_url.as_deref(), brand_color.as_deref()).await?;
     target.print(
         serde_json::json!(p),
         format!("partner_id: {}", p.partner_id),

@@ -32,7 +32,7 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Partners: `admit partner create --name NAME [--landing-url URL]`.
+    /// Partners: `admit partner create --name NAME [--landing-url URL] [--brand-color #RRGGBB]`.
     #[command(subcommand)]
     Partner(admin::PartnerCmd),
     /// OAuth clients of a partner.

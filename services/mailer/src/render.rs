@@ -116,7 +116,7 @@ impl Renderer {
                 ..
             } => (
                 language,
-                context! { name => full_name, username => username },
+                context! { name => full_name, username => username, accent => DEFAULT_ACCENT },
             ),
             Notification::PartnerAccount {
                 partner,
@@ -194,8 +194,16 @@ fn partner_context(partner: &PartnerBrand) -> Value {
         .as_deref()
         .map(str::trim)
         .filter(|u| u.starts_with("https://") || u.starts_with("http://"));
-    context! { partner_name => &partner.name, landing_url => landing_url }
+    let accent = partner
+        .brand_color
+        .as_deref()
+        .and_then(PartnerBrand::color)
+        .unwrap_or_else(|| DEFAULT_ACCENT.to_owned());
+    context! { partner_name => &partner.name, landing_url => landing_url, accent => accent }
 }
+
+/// Links and buttons of emails sent for no partner, or for one without a colour.
+const DEFAULT_ACCENT: &str = "#1f4fd1";
 
 /// A subject is one header line: control characters (a line break in a partner's
 /// name) become spaces.
@@ -222,6 +230,7 @@ mod tests {
         PartnerBrand {
             name: name.into(),
             landing_url: landing.map(str::to_owned),
+            brand_color: None,
         }
     }
 
@@ -586,6 +595,35 @@ mod tests {
             // The text part and the subject are not HTML: shown as given.
             assert!(m.text.contains("<b>Acme</b> & Co"), "{kind}");
         }
+    }
+
+    #[test]
+    fn a_partner_colour_styles_its_emails_and_nothing_else_reaches_a_style() {
+        let r = renderer();
+        let coloured = PartnerBrand {
+            brand_color: Some("#0A7D3B".into()),
+            ..brand("Acme Bikes", Some("https://acme.example/"))
+        };
+        for envelope in every_kind("de", &coloured).iter().skip(1) {
+            let m = r.render(envelope).expect("render");
+            assert!(m.html.contains("#0a7d3b"), "{}", m.html);
+            assert!(!m.html.contains(DEFAULT_ACCENT), "{}", m.html);
+        }
+        // The platform's own email, and a partner without a colour: the default.
+        let plain = r
+            .render(&every_kind("en", &brand("Acme Bikes", None))[1])
+            .expect("render");
+        assert!(plain.html.contains(DEFAULT_ACCENT));
+        let welcome = r.render(&welcome("en", None)).expect("render");
+        assert!(welcome.html.contains(DEFAULT_ACCENT));
+        // A value that is not a colour (a queued message is data) is not written out.
+        let hostile = PartnerBrand {
+            brand_color: Some("red;background:url(https://evil.test/x)".into()),
+            ..brand("Acme Bikes", None)
+        };
+        let m = r.render(&every_kind("en", &hostile)[1]).expect("render");
+        assert!(!m.html.contains("evil.test"), "{}", m.html);
+        assert!(m.html.contains(DEFAULT_ACCENT));
     }
 
     #[test]

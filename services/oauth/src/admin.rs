@@ -3,7 +3,7 @@
 //! stored only as its digest. Changes are read from the database on every request,
 //! so they take effect at once in running services.
 
-use admit_domain::secret;
+use admit_domain::{secret, PartnerBrand};
 use admit_store::partners::{self, ApiKeyRow, ClientRow, PartnerRow};
 use admit_store::{Db, StoreError};
 use serde::Serialize;
@@ -87,6 +87,7 @@ pub async fn create_partner(
     db: &Db,
     name: &str,
     landing_url: Option<&str>,
+    brand_color: Option<&str>,
 ) -> Result<CreatedPartner, AdminError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
@@ -95,11 +96,21 @@ pub async fn create_partner(
     if let Some(url) = landing_url {
         check_url("landing_url", url)?;
     }
+    let brand_color = match brand_color {
+        Some(raw) => Some(PartnerBrand::color(raw).ok_or_else(|| {
+            invalid(
+                "brand_color",
+                format!("{raw} is not a colour as #rrggbb (or #rgb)"),
+            )
+        })?),
+        None => None,
+    };
     let row = PartnerRow {
         id: secret::identifier("p_"),
         name: name.to_owned(),
         landing_url: landing_url.map(str::to_owned),
         created_at: admit_store::now(),
+        brand_color,
     };
     let out = CreatedPartner {
         partner_id: row.id.clone(),

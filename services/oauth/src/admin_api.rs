@@ -3,7 +3,7 @@
 //! Bearer …`, compared in constant time; with none configured every call is refused).
 //! Like the internal endpoints it is not routed by the gateway.
 //!
-//! - `POST /admin/v1/partners` `{name, landing_url?}` → 201 `{partner_id, name}`
+//! - `POST /admin/v1/partners` `{name, landing_url?, brand_color?}` → 201 `{partner_id, name}`
 //! - `POST /admin/v1/clients` `{partner_id, name, redirect_uris?, grants?, scopes?,
 //!   public?, access_ttl_secs?}` → 201 `{client_id, client_secret?}` (the secret once)
 //! - `POST /admin/v1/partners/{id}/api-keys` → 201 `{key_id, api_key}` (the key once)
@@ -69,6 +69,7 @@ fn body<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, Box<HttpRespons
 struct NewPartner {
     name: String,
     landing_url: Option<String>,
+    brand_color: Option<String>,
 }
 
 async fn create_partner(
@@ -83,7 +84,14 @@ async fn create_partner(
         Ok(p) => p,
         Err(res) => return *res,
     };
-    match admin::create_partner(&state.db, &p.name, p.landing_url.as_deref()).await {
+    match admin::create_partner(
+        &state.db,
+        &p.name,
+        p.landing_url.as_deref(),
+        p.brand_color.as_deref(),
+    )
+    .await
+    {
         Ok(created) => answer(201, json!(created)),
         Err(e) => failed(e),
     }
