@@ -671,6 +671,20 @@ async fn set_password_in_chromium_then_authorize_skips_login() -> anyhow::Result
     )
     .await?;
     assert_eq!(status, 200, "{r}");
+    let account_id = r["results"][0]["account_id"]
+        .as_str()
+        .context("account_id")?
+        .to_owned();
+    let db = admit_store::Db::connect(&p.db_url, 1)?;
+    let confirmed = |db: admit_store::Db, id: String| async move {
+        db.run(move |c| admit_store::accounts::primary_email(c, &id))
+            .await
+            .map(|e| e.map(|(_, verified)| verified))
+    };
+    assert_eq!(
+        confirmed(db.clone(), account_id.clone()).await?,
+        Some(false)
+    );
     let mail = inbox(&p.accounts, &email, 1).await?;
     let link = set_password_link(mail[0]["text"].as_str().unwrap_or_default())?;
 
@@ -744,6 +758,8 @@ async fn set_password_in_chromium_then_authorize_skips_login() -> anyhow::Result
     // And the password works on the login page.
     let signed_in = late.login(&p.accounts, &email, "horse-battery-9").await?;
     assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    // Using a link sent to the address confirmed it (email_verified in tokens).
+    assert_eq!(confirmed(db, account_id).await?, Some(true));
     Ok(())
 }
 
@@ -766,11 +782,16 @@ async fn email_links_use_the_configured_base_url_whatever_the_host() -> anyhow::
         format!("{}@example.com", unique("host")),
     );
     let evil = [("Host", "evil.test"), ("X-Forwarded-Host", "evil.test")];
+    // The partner's Accept-Language picks the language of the §4 email.
     let (status, body) = post_json(
         &format!("{}/api/account/", p.accounts),
         &token,
         &doc_002_body(&a, &unique("host")),
-        &evil,
+        &[
+            evil[0],
+            evil[1],
+            ("Accept-Language", "es, de-CH;q=0.9, en;q=0.5"),
+        ],
     )
     .await?;
     assert_eq!(status, 201, "{body}");
@@ -782,6 +803,13 @@ async fn email_links_use_the_configured_base_url_whatever_the_host() -> anyhow::
     )
     .await?;
     assert_eq!(status, 200, "{body}");
+    let german = inbox(&p.accounts, &a, 1).await?;
+    assert!(
+        german[0]["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("Konto für Sie angelegt")),
+        "{german:?}"
+    );
     for to in [&a, &b] {
         let mail = inbox(&p.accounts, to, 1).await?;
         let text = mail[0]["text"].as_str().unwrap_or_default();

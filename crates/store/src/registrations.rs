@@ -28,6 +28,8 @@ pub struct PasswordTokenRow {
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
     pub used_at: Option<NaiveDateTime>,
+    /// The address the link was sent to (normalized): using the link confirms it.
+    pub sent_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -120,6 +122,26 @@ pub fn spend_password_token(
     .set(password_tokens::used_at.eq(Some(now)))
     .execute(conn)?;
     Ok((n == 1).then_some(row))
+}
+
+/// Marks the account's email contact `address` (normalized) confirmed, if it is not
+/// yet: whoever used a link sent there reads that mailbox.
+pub fn confirm_email(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    address: &str,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::update(
+        contacts::table
+            .filter(contacts::account_id.eq(account_id))
+            .filter(contacts::kind.eq("EMAIL"))
+            .filter(contacts::value_normalized.eq(address))
+            .filter(contacts::verified_at.is_null()),
+    )
+    .set(contacts::verified_at.eq(Some(now)))
+    .execute(conn)?;
+    Ok(())
 }
 
 /// Sets the account's password hash and enables it.

@@ -182,6 +182,7 @@ diesel::table! {
         created_at -> Timestamp,
         expires_at -> Timestamp,
         used_at -> Nullable<Timestamp>,
+        sent_to -> Nullable<Text>,
     }
 }
 

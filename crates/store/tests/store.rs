@@ -5,6 +5,7 @@ use admit_store::accounts::{self, AccountRow, ContactRow};
 use admit_store::mail::{self, Claim, MailStatus, Wanted};
 use admit_store::testing::TestDatabase;
 use admit_store::{outbox, Conflict, StoreError};
+use anyhow::Context;
 use chrono::Duration;
 
 fn account(id: &str, username: Option<&str>) -> AccountRow {
@@ -406,6 +407,7 @@ async fn set_password_links_are_single_use_expiring_and_replaced_by_newer_ones(
             created_at: now,
             expires_at: now + Duration::seconds(ttl),
             used_at: None,
+            sent_to: Some("p1@example.com".into()),
         };
         let (old, new, expired) = (link("old", 3600), link("new", 3600), link("gone", -1));
         db.write(move |c| registrations::insert_password_tokens(c, &[old], now))
@@ -426,9 +428,21 @@ async fn set_password_links_are_single_use_expiring_and_replaced_by_newer_ones(
         let first = db
             .write(move |c| registrations::spend_password_token(c, "new", at))
             .await?;
+        let first = first.context("the link works once")?;
+        assert_eq!(first.account_id, "p1", "{backend}");
+        // Whoever used it reads the mailbox it was sent to.
+        let confirmed =
+            |db: admit_store::Db| async move { db.run(|c| accounts::primary_email(c, "p1")).await };
         assert_eq!(
-            first.map(|r| r.account_id).as_deref(),
-            Some("p1"),
+            confirmed(db.clone()).await?,
+            Some(("p1@example.com".to_owned(), false))
+        );
+        let address = first.sent_to.clone().context("sent_to")?;
+        db.write(move |c| registrations::confirm_email(c, "p1", &address, at))
+            .await?;
+        assert_eq!(
+            confirmed(db.clone()).await?,
+            Some(("p1@example.com".to_owned(), true)),
             "{backend}"
         );
         let second = db

@@ -308,6 +308,9 @@ pub(crate) fn password_link(
         created_at: now,
         expires_at: now + chrono::Duration::seconds(ttl_secs),
         used_at: None,
+        sent_to: admit_domain::Email::parse(envelope.notification.recipient())
+            .ok()
+            .map(|e| e.normalized()),
     }
 }
 

@@ -171,6 +171,9 @@ pub async fn set_password(
                     return Ok(Outcome::Gone);
                 };
                 registrations::set_password(c, &row.account_id, &hash)?;
+                if let Some(address) = &row.sent_to {
+                    registrations::confirm_email(c, &row.account_id, address, now)?;
+                }
                 // A new password ends every other way in: sessions, and grants of
                 // other clients (whoever signed up with this address before).
                 grants::after_password_change(c, &row.account_id, row.partner_id.as_deref(), now)?;

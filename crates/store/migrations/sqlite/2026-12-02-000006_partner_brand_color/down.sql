@@ -1,1 +1,0 @@
-ALTER TABLE partners DROP COLUMN brand_color;
