@@ -56,6 +56,10 @@ impl Locale {
 
 /// An ISO 639-1 language code in any case (`FR`, `nl`), lower-cased; `None` for
 /// anything that is not one.
+/// The languages every email has templates in (ISO 639-1); others fall back to the
+/// first.
+pub const EMAIL_LANGUAGES: &[&str] = &["en", "fr", "de", "nl"];
+
 pub fn iso639_1(code: &str) -> Option<String> {
     let lower = code.trim().to_ascii_lowercase();
     (lower.len() == 2 && isolang::Language::from_639_1(&lower).is_some()).then_some(lower)

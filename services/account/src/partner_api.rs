@@ -13,6 +13,7 @@ use crate::error::ApiError;
 use crate::signup::{opt_str, parse_body};
 use crate::{hasher, AccountState};
 use actix_web::{web, HttpRequest, HttpResponse};
+use admit_domain::locale::EMAIL_LANGUAGES;
 use admit_domain::{secret, Email, Envelope, Notification, PartnerBrand, Phone, Username};
 use admit_store::accounts::AccountRow;
 use admit_store::registrations::{self, MembershipRow};
@@ -213,6 +214,9 @@ pub fn basic_iso8601(t: DateTime<Utc>) -> String {
     path = "/api/account/",
     tag = "partners",
     request_body = PartnerAccountRequest,
+    params(
+        ("Accept-Language" = Option<String>, Header, description = "The language of the email the user receives: the first of en, fr, de, nl in the caller's preferences, else en"),
+    ),
     security(("client_credentials" = ["accounts:create"])),
     responses(
         (status = 201, description = "Created, with an authorization code for the calling client", body = PartnerAccountResponse),
@@ -243,6 +247,7 @@ pub async fn create(
     };
     let body = crate::read_body(payload, state.max_body_bytes).await?;
     let p = parse(&parse_body(&body)?, &state)?;
+    let language = email_language(&req);
 
     let db = state.db.clone();
     let link_key = state.link_key.clone();
@@ -343,7 +348,7 @@ pub async fn create(
                 partner: brand,
                 full_name: account.full_name.clone(),
                 username: account.username.clone(),
-                language: "en".into(),
+                language,
             });
             let mut link = crate::password_link(&link_key, &envelope, &partner_id, now, link_ttl);
             link.grant_id = Some(grant.id.clone());
@@ -424,10 +429,45 @@ fn taken(
     Ok(None)
 }
 
+/// The language of the user's email: the body has no field for it, so the first of
+/// the partner's `Accept-Language` preferences that emails are written in, else
+/// English.
+fn email_language(req: &HttpRequest) -> String {
+    use actix_web::http::header::{AcceptLanguage, Header, Preference};
+    AcceptLanguage::parse(req)
+        .map(|h| h.ranked())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| match p {
+            Preference::Specific(tag) => Some(tag.primary_language().to_ascii_lowercase()),
+            Preference::Any => None,
+        })
+        .find(|l| EMAIL_LANGUAGES.contains(&l.as_str()))
+        .unwrap_or_else(|| EMAIL_LANGUAGES[0].to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn the_email_language_is_the_first_preference_emails_are_written_in() {
+        let lang = |h: Option<&str>| {
+            let mut r = actix_web::test::TestRequest::default();
+            if let Some(h) = h {
+                r = r.insert_header(("Accept-Language", h));
+            }
+            email_language(&r.to_http_request())
+        };
+        assert_eq!(lang(None), "en");
+        assert_eq!(lang(Some("fr-CH, fr;q=0.9, en;q=0.8")), "fr");
+        assert_eq!(lang(Some("es, nl;q=0.5, de;q=0.7")), "de");
+        assert_eq!(lang(Some("NL-be")), "nl");
+        assert_eq!(lang(Some("*")), "en");
+        assert_eq!(lang(Some("es")), "en");
+        assert_eq!(lang(Some(";;not a language")), "en");
+    }
 
     #[test]
     fn dates_are_basic_iso8601() {

@@ -15,7 +15,7 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/templates.rs"));
 }
 
-pub const LANGUAGES: &[&str] = &["en", "fr", "de", "nl"];
+pub const LANGUAGES: &[&str] = admit_domain::locale::EMAIL_LANGUAGES;
 
 /// How long a set-password link works, as the emails state it (SPEC §6: 7 days by
 /// default; the account service enforces it).
