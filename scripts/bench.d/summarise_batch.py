@@ -269,21 +269,32 @@ def cmd_section(d, out, o):
             "came, all of them {} s after it ({} s after the first request).".format(
                 c, fmt_n(med[(c, "on_stream")]), o.users, fmt(med[(c, "relay_after")], "{:.1f}"),
                 fmt(med[(c, "relay_total")], "{:.1f}")))
+    if per_session is not None:
+        sessions_note = ("smtp-sink saw {} messages per finished SMTP session.".format(
+            fmt(per_session, "{:.1f}")))
+    elif all(r["sink_messages"] and r["sink_sessions"] == 0 for r in rounds):
+        sessions_note = ("smtp-sink, which counts a session when it ends, counted none while "
+                         "the mailer sent: its sessions (at most `mailer.smtp.pool_size`) stayed "
+                         "open, each carrying message after message.")
+    else:
+        sessions_note = "smtp-sink's session count is not available."
+    busy = med["mail_busy_cores"]
+    nproc = machine.get("nproc")
+    waits = busy is not None and isinstance(nproc, (int, float)) and busy < 0.5 * nproc
     add("- **The mailer.** While sending, admit-mailer used {} cores, PostgreSQL {}, smtp-sink {}: "
-        "the machine had {} of its {} cores busy, so the mailer mostly waits rather than works "
-        "({} µs of mailer CPU and {} µs of PostgreSQL CPU per email). smtp-sink saw {} messages "
-        "per SMTP connection{}. The SMTP write pattern of lettre 0.11 (the body, then "
-        "`\\r\\n.\\r\\n` in a separate write, on a socket without `TCP_NODELAY`) costs {} ms a "
-        "message on one connection here, against {} ms with `TCP_NODELAY`: Nagle's algorithm "
-        "holds the final dot until the sink's delayed ACK (40 ms on Linux). The rate from the "
-        "mailer's own records (`mail_messages` sent, first to last `sent_at`) is {}/s.".format(
+        "the machine had {} of its {} cores busy{} ({} µs of mailer CPU and {} µs of PostgreSQL "
+        "CPU per email). {} The "
+        "mailer's sockets set `TCP_NODELAY`: lettre 0.11 writes a body and then its "
+        "`\\r\\n.\\r\\n` in a separate write, which on a socket with Nagle's algorithm waits "
+        "for the sink's delayed ACK (40 ms on Linux): the probe measured {} ms a message on one "
+        "connection that way, {} ms with `TCP_NODELAY`. The rate from the mailer's own records "
+        "(`mail_messages` sent, first to last `sent_at`) is {}/s.".format(
             fmt(med["mailer_cores"], "{:.2f}"), fmt(med["mail_pg_cores"], "{:.2f}"),
-            fmt(med["sink_cores"], "{:.2f}"), fmt(med["mail_busy_cores"], "{:.2f}"),
-            machine.get("nproc", "?"), fmt(med["mailer_us"], "{:.0f}"), fmt(med["mail_pg_us"], "{:.0f}"),
-            fmt(per_session, "{:.1f}"),
-            " (lettre's pool keeps at most its size in idle connections and closes the others "
-            "after use; with more sends at once than that, connections are opened and closed all "
-            "the time)" if per_session and per_session < 10 else "",
+            fmt(med["sink_cores"], "{:.2f}"), fmt(busy, "{:.2f}"),
+            nproc if nproc is not None else "?",
+            ", so the mailer mostly waits rather than works" if waits else "",
+            fmt(med["mailer_us"], "{:.0f}"), fmt(med["mail_pg_us"], "{:.0f}"),
+            sessions_note,
             fmt(med["nagle_default"], "{:.1f}"),
             fmt(med["nagle_nodelay"], "{:.2f}"), fmt_n(med["mail_db_rate"])))
     add("")
