@@ -222,6 +222,24 @@ def sum_errors(e):
     return sum(v for v in (e or {}).values() if isinstance(v, (int, float)))
 
 
+def busy_note(quiet):
+    """A round's note when the machine was not quiet before it (empty when it was)."""
+    if quiet.get("quiet", True):
+        return ""
+    return "; the machine was still busy ({} cores) after waiting {} s before the round".format(
+        quiet.get("busy_cores"), quiet.get("waited_s"))
+
+
+def add_anomalies(add, anomalies):
+    """The list of anomalies under its heading, if there is any."""
+    if anomalies:
+        add("")
+        add("Anomalies:")
+        add("")
+        for a in anomalies:
+            add("- " + a)
+
+
 def cmd_round(d):
     r = read_round(d)
     print(
@@ -368,9 +386,7 @@ def cmd_signup(d, out, opts):
              if r["created"] is not None else "n/a"),
             ", ".join("`{}` {:.1f} s".format(k, v) for k, v in sorted(
                 r["server_threads"].items(), key=lambda kv: -kv[1])[:6]) or "n/a",
-            "" if r["quiet"].get("quiet", True) else
-            "; the machine was still busy ({} cores) after waiting {} s before the round".format(
-                r["quiet"].get("busy_cores"), r["quiet"].get("waited_s")))
+            busy_note(r["quiet"]))
         for r in rounds)))
     anomalies = []
     for r in rounds:
@@ -389,12 +405,7 @@ def cmd_signup(d, out, opts):
                 "`{}`".format(s.replace("`", "'")) for s in r["log_samples"][:2])))
         if not r["complete"]:
             anomalies.append("round {}: incomplete results (a tool failed)".format(r["round"]))
-    if anomalies:
-        add("")
-        add("Anomalies:")
-        add("")
-        for a in anomalies:
-            add("- " + a)
+    add_anomalies(add, anomalies)
     add("")
     add("### What is measured, and how")
     add("")

@@ -10,7 +10,7 @@ import os
 import re
 import sys
 
-from summarise import fmt, fmt_ms, load_json, median, replace_section, server_log
+from summarise import add_anomalies, busy_note, fmt, fmt_ms, load_json, median, replace_section, server_log
 
 GOAL_USERS_PER_S = 5000  # users registered per second (accounts committed, emails queued)
 GOAL_EMAILS_PER_S = 1000  # emails per second from admit-mailer into smtp-sink
@@ -365,16 +365,9 @@ def cmd_section(d, out, o):
                 r["sink_sessions"], r["wire_bytes"], fmt(r["mailer_cores"], "{:.2f}"),
                 fmt(r["mail_pg_cores"], "{:.2f}"), fmt(r["sink_cores"], "{:.2f}"),
                 fmt(r["mail_busy_cores"], "{:.2f}"), r["source_bytes"],
-                "" if r["quiet"].get("quiet", True) else
-                "; the machine was still busy ({} cores) after waiting {} s before the round".format(
-                    r["quiet"].get("busy_cores"), r["quiet"].get("waited_s"))))
+                busy_note(r["quiet"])))
     anomalies = ["round {}: {}".format(r["round"], a) for r in rounds for a in r["anomalies"]]
-    if anomalies:
-        add("")
-        add("Anomalies:")
-        add("")
-        for a in anomalies:
-            add("- " + a)
+    add_anomalies(add, anomalies)
     add("")
     add("### What is measured, and how")
     add("")

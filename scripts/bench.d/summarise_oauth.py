@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from summarise import fmt, fmt_ms, load_json, median, replace_section, server_log, sum_errors
+from summarise import add_anomalies, busy_note, fmt, fmt_ms, load_json, median, replace_section, server_log, sum_errors
 
 GOAL_CC_PER_S = 10000  # client_credentials grants/s at c=16
 GOAL_CC_P99_MS = 10.0
@@ -179,16 +179,9 @@ def cmd_section(d, out, opts):
                 ", ".join("`{}` {:.1f} s".format(k, v) for k, v in sorted(
                     r["cc"]["threads"].items(), key=lambda kv: -kv[1])[:5]) or "n/a",
                 r["introspect_active"],
-                "" if r["quiet"].get("quiet", True) else
-                "; the machine was still busy ({} cores) after waiting {} s before the round".format(
-                    r["quiet"].get("busy_cores"), r["quiet"].get("waited_s"))))
+                busy_note(r["quiet"])))
     anomalies = ["round {}: {}".format(r["round"], a) for r in rounds for a in r["anomalies"]]
-    if anomalies:
-        add("")
-        add("Anomalies:")
-        add("")
-        for a in anomalies:
-            add("- " + a)
+    add_anomalies(add, anomalies)
     add("")
     add("### What is measured, and how")
     add("")
