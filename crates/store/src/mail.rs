@@ -115,15 +115,20 @@ pub fn mark_failed(
         Some(_) => MailStatus::Failed,
         None => MailStatus::Dead,
     };
-    diesel::update(mail_messages::table.find(id))
-        .set((
-            mail_messages::status.eq(status.as_str()),
-            mail_messages::attempts.eq(mail_messages::attempts + 1),
-            mail_messages::last_error.eq(Some(error)),
-            mail_messages::next_attempt_at.eq(next_attempt_at),
-            mail_messages::updated_at.eq(now),
-        ))
-        .execute(conn)?;
+    // A late failure from a sender whose lease ran out never undoes another's success.
+    diesel::update(
+        mail_messages::table
+            .find(id)
+            .filter(mail_messages::status.ne(MailStatus::Sent.as_str())),
+    )
+    .set((
+        mail_messages::status.eq(status.as_str()),
+        mail_messages::attempts.eq(mail_messages::attempts + 1),
+        mail_messages::last_error.eq(Some(error)),
+        mail_messages::next_attempt_at.eq(next_attempt_at),
+        mail_messages::updated_at.eq(now),
+    ))
+    .execute(conn)?;
     Ok(find(conn, id)?.map(|r| r.attempts).unwrap_or_default())
 }
 
@@ -213,6 +218,10 @@ pub fn claim_many(
             sent_at: None,
         })
         .collect();
+    // In id order, as every replica inserts: two never wait on each other's rows in
+    // opposite orders.
+    let mut fresh = fresh;
+    fresh.sort_by(|a, b| a.id.cmp(&b.id));
     let mut inserted = 0;
     for chunk in fresh.chunks(crate::registrations::INSERT_CHUNK) {
         inserted += match conn {

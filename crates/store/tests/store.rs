@@ -290,6 +290,9 @@ async fn a_batch_is_claimed_in_order_new_known_repeated_and_sent_alike() -> anyh
         let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         db.write(move |c| mail::mark_sent_many(c, &ids, now))
             .await?;
+        // A late failure from a sender whose lease ran out leaves it sent.
+        db.write(move |c| mail::mark_failed(c, "a", "connection reset", None, now))
+            .await?;
         assert_eq!(
             db.run(|c| mail::count_by_status(c, MailStatus::Sent))
                 .await?,

@@ -433,12 +433,14 @@ fn taken(
 /// the partner's `Accept-Language` preferences that emails are written in, else
 /// English.
 fn email_language(req: &HttpRequest) -> String {
-    use actix_web::http::header::{AcceptLanguage, Header, Preference};
-    AcceptLanguage::parse(req)
-        .map(|h| h.ranked())
-        .unwrap_or_default()
+    use actix_web::http::header::{AcceptLanguage, Header, Preference, Quality};
+    let mut offered = AcceptLanguage::parse(req).map(|h| h.0).unwrap_or_default();
+    // `q=0` means "not this one".
+    offered.retain(|q| q.quality > Quality::ZERO);
+    offered.sort_by_key(|q| std::cmp::Reverse(q.quality));
+    offered
         .into_iter()
-        .filter_map(|p| match p {
+        .filter_map(|q| match q.item {
             Preference::Specific(tag) => Some(tag.primary_language().to_ascii_lowercase()),
             Preference::Any => None,
         })
@@ -466,6 +468,7 @@ mod tests {
         assert_eq!(lang(Some("NL-be")), "nl");
         assert_eq!(lang(Some("*")), "en");
         assert_eq!(lang(Some("es")), "en");
+        assert_eq!(lang(Some("es, fr;q=0")), "en");
         assert_eq!(lang(Some(";;not a language")), "en");
     }
 

@@ -82,6 +82,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         &consumer_name(&settings),
         Duration::from_millis(settings.mailer.claim_idle_ms),
     ))?);
+    if settings.mailer.smtp.timeout_secs.saturating_mul(1000) >= settings.mailer.claim_idle_ms {
+        tracing::warn!(
+            timeout_secs = settings.mailer.smtp.timeout_secs,
+            claim_idle_ms = settings.mailer.claim_idle_ms,
+            "mailer.smtp.timeout_secs is not shorter than mailer.claim_idle_ms: a slow send may \
+             be taken over by another sender and the email sent twice"
+        );
+    }
     let smtp = Arc::new(transport::Smtp::new(
         &settings.mailer.smtp,
         &settings.mailer.from,

@@ -62,6 +62,8 @@ pub struct Smtp {
     /// One permit per connection that may be open.
     slots: Semaphore,
     idle: Mutex<Vec<IdleConnection>>,
+    /// A session idle this long is asked whether it is still open before it is used.
+    check_after: Duration,
 }
 
 struct IdleConnection {
@@ -72,6 +74,10 @@ struct IdleConnection {
 /// A connection idle longer than this is closed rather than used: relays drop idle
 /// sessions (RFC 5321 section 4.5.3.2.7 asks servers to wait at least 5 minutes).
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Under load a session goes from message to message within milliseconds and is not
+/// checked; one idle longer than this costs a NOOP round trip before it is used.
+const CHECK_AFTER: Duration = Duration::from_secs(1);
 
 impl Smtp {
     pub fn new(s: &SmtpSettings, from: &str) -> anyhow::Result<Self> {
@@ -107,74 +113,80 @@ impl Smtp {
             from: from.parse()?,
             slots: Semaphore::new(s.pool_size.max(1) as usize),
             idle: Mutex::new(Vec::new()),
+            check_after: CHECK_AFTER,
         })
     }
 
-    /// A new session: TCP (no Nagle), TLS as configured, EHLO, AUTH.
+    /// A new session: TCP (no Nagle), TLS as configured, EHLO, AUTH. Whatever goes
+    /// wrong here is about the relay or its settings, not about a message: transient,
+    /// so that a rotated password or a relay's bad day never dead-letters the mail.
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
-        let tcp = tokio::time::timeout(
-            self.timeout,
-            TcpStream::connect((self.host.as_str(), self.port)),
-        )
-        .await
-        .map_err(|_| SendError::Transient("connecting to the SMTP relay timed out".into()))?
-        .map_err(|e| SendError::Transient(format!("connecting to the SMTP relay: {e}")))?;
-        tcp.set_nodelay(true)
-            .map_err(|e| SendError::Transient(format!("TCP_NODELAY: {e}")))?;
-        let session = async {
-            let stream: Box<dyn AsyncTokioStream> = match &self.tls_connector {
-                Some(connector) => {
-                    let name = ServerName::try_from(self.host.clone())
-                        .map_err(|e| SendError::Permanent(format!("SMTP host name: {e}")))?;
-                    let tls = connector
-                        .connect(name, tcp)
-                        .await
-                        .map_err(|e| SendError::Transient(format!("TLS with the relay: {e}")))?;
-                    Box::new(Tls(tls))
-                }
-                None => Box::new(tcp),
-            };
-            let mut connection = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
-                .await
-                .map_err(classify)?;
-            if self.tls == SmtpTls::Starttls {
-                if !connection.can_starttls() {
-                    connection.abort().await;
-                    return Err(SendError::Transient(
-                        "the SMTP relay does not offer STARTTLS (mailer.smtp.tls is starttls)"
-                            .into(),
-                    ));
-                }
-                let parameters = TlsParameters::new(self.host.clone())
-                    .map_err(|e| SendError::Permanent(format!("TLS parameters: {e}")))?;
-                connection
-                    .starttls(parameters, &self.hello)
-                    .await
-                    .map_err(classify)?;
-            }
-            if let Some(credentials) = &self.credentials {
-                connection
-                    .auth(&[Mechanism::Plain, Mechanism::Login], credentials)
-                    .await
-                    .map_err(classify)?;
-            }
-            Ok(connection)
-        };
-        tokio::time::timeout(self.timeout, session)
+        let transient =
+            |what: &str, e: &dyn std::fmt::Display| SendError::Transient(format!("{what}: {e}"));
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
-            .map_err(|_| SendError::Transient("the SMTP relay did not answer in time".into()))?
+            .map_err(|e| transient("connecting to the SMTP relay", &e))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| transient("TCP_NODELAY", &e))?;
+        let stream: Box<dyn AsyncTokioStream> = match &self.tls_connector {
+            Some(connector) => {
+                let name = ServerName::try_from(self.host.clone())
+                    .map_err(|e| transient("SMTP host name", &e))?;
+                let tls = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| transient("TLS with the relay", &e))?;
+                Box::new(Tls(tls))
+            }
+            None => Box::new(tcp),
+        };
+        let mut connection = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
+            .await
+            .map_err(|e| transient("greeting the relay", &e))?;
+        if self.tls == SmtpTls::Starttls {
+            if !connection.can_starttls() {
+                connection.abort().await;
+                return Err(SendError::Transient(
+                    "the SMTP relay does not offer STARTTLS (mailer.smtp.tls is starttls)".into(),
+                ));
+            }
+            let parameters = TlsParameters::new(self.host.clone())
+                .map_err(|e| transient("TLS parameters", &e))?;
+            connection
+                .starttls(parameters, &self.hello)
+                .await
+                .map_err(|e| transient("STARTTLS", &e))?;
+        }
+        if let Some(credentials) = &self.credentials {
+            connection
+                .auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .await
+                .map_err(|e| transient("authenticating with the relay", &e))?;
+        }
+        Ok(connection)
     }
 
-    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        // The most recently used first: the least likely to have been dropped.
-        while let Some(c) = idle.pop() {
-            if c.since.elapsed() < IDLE_LIMIT && !c.connection.has_broken() {
-                return Some(c.connection);
+    /// An open session, if one is idle and still answers: one that sat idle for a
+    /// while is asked first (NOOP), since relays end idle sessions. A message is never
+    /// sent twice on two sessions: once its transaction has started, a broken session
+    /// fails the message, which the worker retries later.
+    async fn reuse(&self) -> Option<AsyncSmtpConnection> {
+        loop {
+            let c = {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                // The most recently used first: the least likely to have been dropped.
+                idle.pop()?
+            };
+            let idle_for = c.since.elapsed();
+            let mut connection = c.connection;
+            // Dropped otherwise; the relay takes the closed socket as the session's end.
+            if idle_for >= IDLE_LIMIT || connection.has_broken() {
+                continue;
             }
-            // Dropping closes the socket; a relay takes that as the end of the session.
+            if idle_for < self.check_after || connection.test_connected().await {
+                return Some(connection);
+            }
         }
-        None
     }
 
     fn put_back(&self, connection: AsyncSmtpConnection) {
@@ -185,45 +197,34 @@ impl Smtp {
         });
     }
 
-    /// One message on one connection, within the timeout. The connection is given
-    /// back only if the message went through.
-    async fn deliver(
-        &self,
-        mut connection: AsyncSmtpConnection,
-        envelope: &Envelope,
-        bytes: &[u8],
-    ) -> Result<(), Failed> {
-        match tokio::time::timeout(self.timeout, connection.send(envelope, bytes)).await {
-            Ok(Ok(_)) => {
+    /// One message: a free slot, an open session, the transaction. The session is
+    /// given back only if the message went through.
+    async fn send_once(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), SendError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|e| SendError::Transient(e.to_string()))?;
+        let mut connection = match self.reuse().await {
+            Some(c) => c,
+            None => self.connect().await?,
+        };
+        match connection.send(envelope, bytes).await {
+            Ok(_) => {
                 self.put_back(connection);
                 Ok(())
             }
             // lettre has already ended the session on any error.
-            Ok(Err(e)) if e.is_permanent() || e.is_transient() => {
-                Err(Failed::Answered(classify(e)))
-            }
-            Ok(Err(e)) => Err(Failed::Broken(e.to_string())),
-            // Not tried again at once: that could hold the message past the time after
-            // which another replica claims it.
-            Err(_) => Err(Failed::Answered(SendError::Transient(
-                "the SMTP relay did not answer in time".into(),
-            ))),
+            Err(e) => Err(classify(e)),
         }
     }
 }
 
-/// Why a message did not go through on a connection.
-enum Failed {
-    /// The relay answered 4xx or 5xx (its answer to this message), or did not answer
-    /// within the timeout.
-    Answered(SendError),
-    /// The session broke before the relay answered.
-    Broken(String),
-}
-
-/// An SMTP answer of 5xx will never change; anything else (4xx, the network) may.
+/// An SMTP answer of 5xx will never change, nor will a message the relay cannot take
+/// (lettre's client errors: non-ASCII without SMTPUTF8 or 8BITMIME); anything else
+/// (4xx, the network) may.
 fn classify(e: lettre::transport::smtp::Error) -> SendError {
-    if e.is_permanent() {
+    if e.is_permanent() || e.is_client() {
         SendError::Permanent(e.to_string())
     } else {
         SendError::Transient(e.to_string())
@@ -296,32 +297,20 @@ pub fn build_message(from: &Mailbox, email: &RenderedEmail) -> Result<Message, S
 
 #[async_trait]
 impl Transport for Smtp {
+    /// Sends within `timeout_secs` all told (the wait for a session included), so a
+    /// send always ends well before the lease of its message runs out and another
+    /// sender may take it.
     async fn send(&self, email: &RenderedEmail) -> Result<(), SendError> {
         let message = build_message(&self.from, email)?;
         let envelope = message.envelope().clone();
         let bytes = message.formatted();
-        let _slot = self
-            .slots
-            .acquire()
+        tokio::time::timeout(self.timeout, self.send_once(&envelope, &bytes))
             .await
-            .map_err(|e| SendError::Transient(e.to_string()))?;
-        if let Some(connection) = self.take_idle() {
-            match self.deliver(connection, &envelope, &bytes).await {
-                Ok(()) => return Ok(()),
-                Err(Failed::Answered(e)) => return Err(e),
-                // The relay may have closed the session while it sat idle: once more
-                // on a new one.
-                Err(Failed::Broken(e)) => {
-                    tracing::debug!(error = %e, "pooled SMTP session failed; reconnecting")
-                }
-            }
-        }
-        let connection = self.connect().await?;
-        match self.deliver(connection, &envelope, &bytes).await {
-            Ok(()) => Ok(()),
-            Err(Failed::Answered(e)) => Err(e),
-            Err(Failed::Broken(e)) => Err(SendError::Transient(e)),
-        }
+            .unwrap_or_else(|_| {
+                Err(SendError::Transient(
+                    "the SMTP relay did not take the message in time".into(),
+                ))
+            })
     }
 }
 
@@ -454,10 +443,12 @@ mod tests {
             let command = line.trim_end().to_ascii_uppercase();
             let answer: &[u8] = if command.starts_with("EHLO") {
                 if behaviour.offer_starttls {
-                    b"250-relay.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n"
+                    b"250-relay.test\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n"
                 } else {
-                    b"250-relay.test\r\n250 8BITMIME\r\n"
+                    b"250-relay.test\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n"
                 }
+            } else if command.starts_with("AUTH") {
+                b"535 5.7.8 authentication failed\r\n"
             } else if command.starts_with("RCPT") && command.contains("REFUSED") {
                 b"550 5.1.1 no such user\r\n"
             } else if command == "DATA" {
@@ -546,12 +537,55 @@ mod tests {
             offer_starttls: false,
         })
         .await;
-        let smtp = client(port, SmtpTls::None, 1);
+        // Every idle session is asked first (NOOP).
+        let mut smtp = client(port, SmtpTls::None, 1);
+        smtp.check_after = Duration::ZERO;
         for n in 0..3 {
             smtp.send(&email(n, "a@example.com")).await.expect("send");
         }
         assert_eq!(relay.messages.load(Ordering::SeqCst), 3);
         assert_eq!(relay.sessions.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_session_that_breaks_during_a_message_fails_it_without_sending_it_again() {
+        let (port, relay) = relay(Behaviour {
+            drop_after_message: true,
+            offer_starttls: false,
+        })
+        .await;
+        // Used again at once, unchecked: the relay ended it after the first message.
+        let smtp = client(port, SmtpTls::None, 1);
+        smtp.send(&email(0, "a@example.com")).await.expect("send");
+        match smtp.send(&email(1, "a@example.com")).await {
+            Err(SendError::Transient(_)) => {}
+            other => panic!("expected a transient error, got {other:?}"),
+        }
+        // Not sent again on a new session; the next message opens one.
+        assert_eq!(relay.messages.load(Ordering::SeqCst), 1);
+        assert_eq!(relay.sessions.load(Ordering::SeqCst), 1);
+        smtp.send(&email(2, "a@example.com")).await.expect("send");
+        assert_eq!(relay.messages.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_login_is_transient_never_a_dead_message() {
+        let (port, relay) = relay(PLAIN).await;
+        let settings = SmtpSettings {
+            host: "127.0.0.1".into(),
+            port,
+            tls: SmtpTls::None,
+            username: Some("admit".into()),
+            password: Some("rotated".to_owned().into()),
+            timeout_secs: 10,
+            ..SmtpSettings::default()
+        };
+        let smtp = Smtp::new(&settings, "admit <no-reply@admit.test>").expect("client");
+        match smtp.send(&email(0, "a@example.com")).await {
+            Err(SendError::Transient(e)) => assert!(e.contains("535"), "{e}"),
+            other => panic!("expected a transient error, got {other:?}"),
+        }
+        assert_eq!(relay.messages.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]
