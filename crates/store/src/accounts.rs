@@ -61,10 +61,10 @@ pub fn insert_many(
     account_rows: &[AccountRow],
     contact_rows: &[ContactRow],
 ) -> Result<(), StoreError> {
-    for chunk in account_rows.chunks(crate::registrations::INSERT_CHUNK) {
+    for chunk in account_rows.chunks(crate::INSERT_CHUNK) {
         crate::insert_rows!(conn, accounts::table, chunk)?;
     }
-    for chunk in contact_rows.chunks(crate::registrations::INSERT_CHUNK) {
+    for chunk in contact_rows.chunks(crate::INSERT_CHUNK) {
         crate::insert_rows!(conn, contacts::table, chunk)?;
     }
     Ok(())

@@ -32,6 +32,11 @@ use std::time::Duration;
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
+/// Rows per multi-row statement (`INSERT`, or `IN (…)` of ids): under SQLite's limit
+/// of 32,766 bound values for the widest table here (10 columns), and large enough
+/// that a 10,000-row batch is a handful of statements.
+pub const INSERT_CHUNK: usize = 1_000;
+
 /// A multi-row `INSERT` of `$rows` into `$table` on either backend. diesel's
 /// `MultiConnection` cannot express batch inserts, so this dispatches to the
 /// concrete connection.

@@ -78,7 +78,7 @@ pub fn mark_sent_many(
     ids: &[String],
     now: NaiveDateTime,
 ) -> Result<(), StoreError> {
-    for chunk in ids.chunks(crate::registrations::INSERT_CHUNK) {
+    for chunk in ids.chunks(crate::INSERT_CHUNK) {
         mark_sent_chunk(conn, chunk, now)?;
     }
     Ok(())
@@ -194,7 +194,7 @@ pub fn claim_many(
 ) -> Result<Vec<Claim>, StoreError> {
     let ids: Vec<&str> = wanted.iter().map(|w| w.id.as_str()).collect();
     let mut known: HashMap<String, MailRow> = HashMap::new();
-    for chunk in ids.chunks(crate::registrations::INSERT_CHUNK) {
+    for chunk in ids.chunks(crate::INSERT_CHUNK) {
         let rows: Vec<MailRow> = mail_messages::table
             .filter(mail_messages::id.eq_any(chunk))
             .select(MailRow::as_select())
@@ -202,7 +202,7 @@ pub fn claim_many(
         known.extend(rows.into_iter().map(|r| (r.id.clone(), r)));
     }
     let mut new_ids: HashSet<&str> = HashSet::new();
-    let fresh: Vec<MailRow> = wanted
+    let mut fresh: Vec<MailRow> = wanted
         .iter()
         .filter(|w| !known.contains_key(&w.id) && new_ids.insert(w.id.as_str()))
         .map(|w| MailRow {
@@ -220,10 +220,9 @@ pub fn claim_many(
         .collect();
     // In id order, as every replica inserts: two never wait on each other's rows in
     // opposite orders.
-    let mut fresh = fresh;
     fresh.sort_by(|a, b| a.id.cmp(&b.id));
     let mut inserted = 0;
-    for chunk in fresh.chunks(crate::registrations::INSERT_CHUNK) {
+    for chunk in fresh.chunks(crate::INSERT_CHUNK) {
         inserted += match conn {
             AnyConnection::Pg(c) => diesel::insert_into(mail_messages::table)
                 .values(chunk)

@@ -85,7 +85,7 @@ pub fn enqueue_many(
             deliveries: 0,
         })
         .collect();
-    for chunk in rows.chunks(crate::registrations::INSERT_CHUNK) {
+    for chunk in rows.chunks(crate::INSERT_CHUNK) {
         crate::insert_rows!(conn, outbox::table, chunk)?;
     }
     Ok(())

@@ -16,6 +16,17 @@ pub struct PartnerRow {
     pub brand_color: Option<String>,
 }
 
+impl PartnerRow {
+    /// What the partner's emails show of it.
+    pub fn brand(self) -> admit_domain::PartnerBrand {
+        admit_domain::PartnerBrand {
+            name: self.name,
+            landing_url: self.landing_url,
+            brand_color: self.brand_color,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = clients)]
 pub struct ClientRow {

@@ -10,10 +10,7 @@ use crate::{AnyConnection, StoreError};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-/// Rows per multi-row `INSERT`: under SQLite's limit of 32,766 bound values for the
-/// widest table here (10 columns), and large enough that a 10,000-row batch is a
-/// handful of statements.
-pub const INSERT_CHUNK: usize = 1_000;
+use crate::INSERT_CHUNK;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = password_tokens)]

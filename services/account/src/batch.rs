@@ -24,10 +24,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use admit_domain::{secret, Email, Envelope, Notification, PartnerBrand};
 use admit_store::accounts::{self, AccountRow, ContactRow};
-use admit_store::registrations::{
-    self, FailureRow, IdempotencyRow, MembershipRow, Reservation, INSERT_CHUNK,
-};
-use admit_store::{outbox, partners, AnyConnection, StoreError};
+use admit_store::registrations::{self, FailureRow, IdempotencyRow, MembershipRow, Reservation};
+use admit_store::{outbox, partners, AnyConnection, StoreError, INSERT_CHUNK};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -423,14 +421,7 @@ async fn register(state: &AccountState, partner_id: &str, body: &[u8]) -> Result
         .run(move |c| {
             let partner = partners::find_partner(c, &p)?.ok_or(StoreError::NotFound)?;
             let plans: HashSet<String> = partners::plan_codes_of(c, &p)?.into_iter().collect();
-            Ok((
-                PartnerBrand {
-                    name: partner.name,
-                    landing_url: partner.landing_url,
-                    brand_color: partner.brand_color,
-                },
-                plans,
-            ))
+            Ok((partner.brand(), plans))
         })
         .await?;
     let rows: Vec<Row> = users

@@ -14,7 +14,7 @@ use crate::signup::{opt_str, parse_body};
 use crate::{hasher, AccountState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use admit_domain::locale::EMAIL_LANGUAGES;
-use admit_domain::{secret, Email, Envelope, Notification, PartnerBrand, Phone, Username};
+use admit_domain::{secret, Email, Envelope, Notification, Phone, Username};
 use admit_store::accounts::AccountRow;
 use admit_store::registrations::{self, MembershipRow};
 use admit_store::{accounts, grants, outbox, partners, StoreError};
@@ -261,14 +261,7 @@ pub async fn create(
                 let client = partners::active_client(&mut conn, &client_id)?;
                 let partner = partners::find_partner(&mut conn, &partner_id)?;
                 match (client, partner) {
-                    (Some(c), Some(p)) if c.partner_id == p.id => (
-                        c,
-                        PartnerBrand {
-                            name: p.name,
-                            landing_url: p.landing_url,
-                            brand_color: p.brand_color,
-                        },
-                    ),
+                    (Some(c), Some(p)) if c.partner_id == p.id => (c, p.brand()),
                     _ => {
                         return Err(ApiError::Unauthorized(
                             "the client of this access token was revoked".into(),
