@@ -6,6 +6,7 @@
 //! derives from the message id with the platform's link key: the queue and the
 //! database never hold a usable link.
 
+use admit_domain::locale::EMAIL_LANGUAGES;
 use admit_domain::secret::{link_token, SET_PASSWORD};
 use admit_domain::{Envelope, Notification, PartnerBrand};
 use minijinja::{context, Environment, UndefinedBehavior, Value};
@@ -14,8 +15,6 @@ use secrecy::{ExposeSecret, SecretSlice};
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/templates.rs"));
 }
-
-pub const LANGUAGES: &[&str] = admit_domain::locale::EMAIL_LANGUAGES;
 
 /// How long a set-password link works, as the emails state it (SPEC §6: 7 days by
 /// default; the account service enforces it).
@@ -82,7 +81,9 @@ impl Renderer {
 
     fn language<'a>(&self, wanted: &'a str, name: &str) -> &'a str {
         let wanted = wanted.trim();
-        let known = LANGUAGES.iter().any(|l| l.eq_ignore_ascii_case(wanted));
+        let known = EMAIL_LANGUAGES
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(wanted));
         if known
             && self
                 .env
@@ -444,7 +445,7 @@ mod tests {
     fn partner_without_landing_link_renders_without_one() {
         let r = renderer();
         let bare = brand("Acme Bikes", None);
-        for lang in LANGUAGES {
+        for lang in EMAIL_LANGUAGES {
             for envelope in every_kind(lang, &bare) {
                 let m = r.render(&envelope).expect("render");
                 let kind = envelope.notification.kind();
@@ -468,7 +469,7 @@ mod tests {
     fn set_password_link_carries_the_derived_token() {
         let r = renderer();
         let acme = brand("Acme Bikes", Some("https://acme.example/"));
-        for lang in LANGUAGES {
+        for lang in EMAIL_LANGUAGES {
             for envelope in every_kind(lang, &acme) {
                 let kind = envelope.notification.kind();
                 let m = r.render(&envelope).expect("render");
@@ -524,7 +525,7 @@ mod tests {
             assert!(part.contains("https://accounts.example.com/"), "{part}");
         }
         // The message carries no password, and no email says what one is.
-        for lang in LANGUAGES {
+        for lang in EMAIL_LANGUAGES {
             for envelope in every_kind(lang, &acme) {
                 let json = serde_json::to_value(&envelope.notification).expect("serialize");
                 let keys: Vec<&String> = json.as_object().expect("an object").keys().collect();

@@ -507,6 +507,12 @@ mod tests {
         offer_starttls: false,
     };
 
+    /// Ends each session after the message it accepted.
+    const DROPS_SESSIONS: Behaviour = Behaviour {
+        drop_after_message: true,
+        offer_starttls: false,
+    };
+
     #[tokio::test]
     async fn one_session_carries_many_messages_and_the_pool_bounds_the_sessions() {
         let (port, relay) = relay(PLAIN).await;
@@ -532,11 +538,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_session_the_relay_ended_is_replaced_without_failing_the_message() {
-        let (port, relay) = relay(Behaviour {
-            drop_after_message: true,
-            offer_starttls: false,
-        })
-        .await;
+        let (port, relay) = relay(DROPS_SESSIONS).await;
         // Every idle session is asked first (NOOP).
         let mut smtp = client(port, SmtpTls::None, 1);
         smtp.check_after = Duration::ZERO;
@@ -549,11 +551,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_session_that_breaks_during_a_message_fails_it_without_sending_it_again() {
-        let (port, relay) = relay(Behaviour {
-            drop_after_message: true,
-            offer_starttls: false,
-        })
-        .await;
+        let (port, relay) = relay(DROPS_SESSIONS).await;
         // Used again at once, unchecked: the relay ended it after the first message.
         let smtp = client(port, SmtpTls::None, 1);
         smtp.send(&email(0, "a@example.com")).await.expect("send");

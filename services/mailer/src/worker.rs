@@ -82,14 +82,11 @@ struct Attempt {
     result: Result<(), SendError>,
 }
 
-/// What to record of a send: sent, or failed with the delay before the next try
-/// (`None`: dead).
-enum Record {
-    Sent,
-    Failed {
-        reason: String,
-        retry_in: Option<chrono::Duration>,
-    },
+/// A failed send to record: the delay before the next try (`None`: dead).
+struct Failure {
+    id: String,
+    reason: String,
+    retry_in: Option<chrono::Duration>,
 }
 
 pub fn outcome_counter() -> IntCounterVec {
@@ -240,7 +237,8 @@ impl Worker {
         // 3. Record every outcome at once.
         let now_plus =
             |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1));
-        let mut records: Vec<(String, Record)> = Vec::new();
+        let mut sent_ids: Vec<String> = Vec::new();
+        let mut failures: Vec<Failure> = Vec::new();
         let mut planned: Vec<(usize, Outcome, Option<String>)> = Vec::new();
         for Attempt {
             index: i,
@@ -253,59 +251,45 @@ impl Worker {
             match result {
                 Ok(()) => {
                     tracing::info!(message_id = %id, kind = %kind, "email sent");
-                    records.push((id, Record::Sent));
+                    sent_ids.push(id);
                     planned.push((i, Outcome::Sent, None));
                 }
                 Err(SendError::Transient(reason)) if attempts < self.config.max_attempts => {
                     let delay =
                         self.config.retry_base * 2u32.saturating_pow(attempts - 1).min(1 << 16);
                     tracing::warn!(message_id = %id, reason = %reason, attempts, retry_in_ms = delay.as_millis() as u64, "send failed; will retry");
-                    records.push((
+                    failures.push(Failure {
                         id,
-                        Record::Failed {
-                            reason,
-                            retry_in: Some(now_plus(delay)),
-                        },
-                    ));
+                        reason,
+                        retry_in: Some(now_plus(delay)),
+                    });
                     planned.push((i, Outcome::Retry, None));
                 }
                 Err(SendError::Transient(reason)) | Err(SendError::Permanent(reason)) => {
                     tracing::warn!(message_id = %id, reason = %reason, attempts, "giving up on the message");
-                    records.push((
+                    failures.push(Failure {
                         id,
-                        Record::Failed {
-                            reason: reason.clone(),
-                            retry_in: None,
-                        },
-                    ));
+                        reason: reason.clone(),
+                        retry_in: None,
+                    });
                     planned.push((i, Outcome::Dead, Some(reason)));
                 }
             }
         }
-        if !records.is_empty() {
+        if !planned.is_empty() {
             let recorded = self
                 .db
                 .write(move |conn| {
                     let now = admit_store::now();
-                    let sent: Vec<String> = records
-                        .iter()
-                        .filter(|(_, r)| matches!(r, Record::Sent))
-                        .map(|(id, _)| id.clone())
-                        .collect();
-                    mail::mark_sent_many(conn, &sent, now)?;
-                    for (id, record) in &records {
-                        match record {
-                            Record::Sent => {}
-                            Record::Failed { reason, retry_in } => {
-                                mail::mark_failed(
-                                    conn,
-                                    id,
-                                    reason,
-                                    retry_in.map(|d| now + d),
-                                    now,
-                                )?;
-                            }
-                        }
+                    mail::mark_sent_many(conn, &sent_ids, now)?;
+                    for f in &failures {
+                        mail::mark_failed(
+                            conn,
+                            &f.id,
+                            &f.reason,
+                            f.retry_in.map(|d| now + d),
+                            now,
+                        )?;
                     }
                     Ok(())
                 })
