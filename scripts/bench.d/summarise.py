@@ -222,6 +222,26 @@ def sum_errors(e):
     return sum(v for v in (e or {}).values() if isinstance(v, (int, float)))
 
 
+def add_run_header(add, title, started, finished, machine, rounds, tools):
+    """A section's title, when and where it ran; `tools`: what ran beside the server."""
+    add("## " + title)
+    add("")
+    add("Last run: {} to {} (UTC), commit `{}`, `BENCH_ROUNDS={}`.".format(
+        started, finished, machine.get("commit", "?"), rounds))
+    add("")
+    add("Machine: {} cores (`nproc`), CPU `{}`, {} GiB RAM, Linux {}; {}; {}; "
+        "load average before the run {}.".format(
+            machine.get("nproc", "?"), machine.get("cpu", "?"), machine.get("mem_gib", "?"),
+            machine.get("kernel", "?"), machine.get("rustc", "?"), tools,
+            " ".join(machine.get("loadavg", [])) or "?"))
+
+
+def write_section(out, name, lines, summary_end):
+    """Writes the section into `out` and prints its goals up to `summary_end`."""
+    replace_section(out, name, "\n".join(lines))
+    print("\n".join(lines[lines.index("### Goals (medians of the rounds)"):lines.index(summary_end)]))
+
+
 def busy_note(quiet):
     """A round's note when the machine was not quiet before it (empty when it was)."""
     if quiet.get("quiet", True):
@@ -304,16 +324,8 @@ def cmd_signup(d, out, opts):
 
     lines = []
     add = lines.append
-    add("## Sign-up: `POST /account` while `/healthz` is probed")
-    add("")
-    add("Last run: {} to {} (UTC), commit `{}`, `BENCH_ROUNDS={}`.".format(
-        started, finished, machine.get("commit", "?"), opts.rounds))
-    add("")
-    add("Machine: {} cores (`nproc`), CPU `{}`, {} GiB RAM, Linux {}; {}; {}; "
-        "load average before the run {}.".format(
-            machine.get("nproc", "?"), machine.get("cpu", "?"), machine.get("mem_gib", "?"),
-            machine.get("kernel", "?"), machine.get("rustc", "?"), machine.get("wrk", "wrk"),
-            " ".join(machine.get("loadavg", [])) or "?"))
+    add_run_header(add, "Sign-up: `POST /account` while `/healthz` is probed", started, finished,
+                   machine, opts.rounds, machine.get("wrk", "wrk"))
     add("")
     add("### Goals (medians of the rounds)")
     add("")
@@ -454,9 +466,8 @@ def cmd_signup(d, out, opts):
     add("")
     add("Reproduce: `BENCH_ROUNDS={} scripts/bench signup` (see the script's header for the other "
         "settings).".format(opts.rounds))
-    replace_section(out, "signup", "\n".join(lines))
     # The console gets the goals and the table.
-    print("\n".join(lines[lines.index("### Goals (medians of the rounds)"):lines.index("### What is measured, and how")]))
+    write_section(out, "signup", lines, "### What is measured, and how")
 
 
 def main():

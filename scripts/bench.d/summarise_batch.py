@@ -10,7 +10,7 @@ import os
 import re
 import sys
 
-from summarise import add_anomalies, busy_note, fmt, fmt_ms, load_json, median, replace_section, server_log
+from summarise import add_anomalies, add_run_header, busy_note, write_section, fmt, fmt_ms, load_json, median, server_log
 
 GOAL_USERS_PER_S = 5000  # users registered per second (accounts committed, emails queued)
 GOAL_EMAILS_PER_S = 1000  # emails per second from admit-mailer into smtp-sink
@@ -214,15 +214,8 @@ def cmd_section(d, out, o):
     lists = o.users // o.list
     lines = []
     add = lines.append
-    add("## user.create batches and the mailer")
-    add("")
-    add("Last run: {} to {} (UTC), commit `{}`, `BENCH_ROUNDS={}`.".format(
-        started, finished, machine.get("commit", "?"), o.rounds))
-    add("")
-    add("Machine: {} cores (`nproc`), CPU `{}`, {} GiB RAM, Linux {}; {}; PostgreSQL, Redis and "
-        "smtp-sink on the same machine; load average before the run {}.".format(
-            machine.get("nproc", "?"), machine.get("cpu", "?"), machine.get("mem_gib", "?"),
-            machine.get("kernel", "?"), machine.get("rustc", "?"), " ".join(machine.get("loadavg", []))))
+    add_run_header(add, "user.create batches and the mailer", started, finished, machine, o.rounds,
+                   "PostgreSQL, Redis and smtp-sink on the same machine")
     if o.mailer_env or not all(v.endswith("(default)")
                                for v in (o.mail_concurrency, o.smtp_pool, o.mail_window_ms)):
         add("")
@@ -432,8 +425,7 @@ def cmd_section(d, out, o):
         "Redis at `BENCH_REDIS_URL`, `psql`, `redis-cli`; installs postfix for `smtp-sink` and "
         "`smtp-source` when they are missing and stops its service; see the script's header "
         "for the settings).".format(o.rounds))
-    replace_section(out, "batch", "\n".join(lines))
-    print("\n".join(lines[lines.index("### Goals (medians of the rounds)"):lines.index("Per round:")]))
+    write_section(out, "batch", lines, "Per round:")
 
 
 def main():

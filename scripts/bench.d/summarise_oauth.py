@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from summarise import add_anomalies, busy_note, fmt, fmt_ms, load_json, median, replace_section, server_log, sum_errors
+from summarise import add_anomalies, add_run_header, busy_note, write_section, fmt, fmt_ms, load_json, median, server_log, sum_errors
 
 GOAL_CC_PER_S = 10000  # client_credentials grants/s at c=16
 GOAL_CC_P99_MS = 10.0
@@ -115,16 +115,8 @@ def cmd_section(d, out, opts):
 
     lines = []
     add = lines.append
-    add("## OAuth: token, refresh and introspection endpoints of `admit-oauth`")
-    add("")
-    add("Last run: {} to {} (UTC), commit `{}`, `BENCH_ROUNDS={}`.".format(
-        started, finished, machine.get("commit", "?"), opts.rounds))
-    add("")
-    add("Machine: {} cores (`nproc`), CPU `{}`, {} GiB RAM, Linux {}; {}; {}; "
-        "load average before the run {}.".format(
-            machine.get("nproc", "?"), machine.get("cpu", "?"), machine.get("mem_gib", "?"),
-            machine.get("kernel", "?"), machine.get("rustc", "?"), machine.get("wrk", "?"),
-            " ".join(machine.get("loadavg", []))))
+    add_run_header(add, "OAuth: token, refresh and introspection endpoints of `admit-oauth`",
+                   started, finished, machine, opts.rounds, machine.get("wrk", "?"))
     add("")
     add("### Goals (medians of the rounds)")
     add("")
@@ -232,8 +224,7 @@ def cmd_section(d, out, opts):
     add("Reproduce: `BENCH_ROUNDS={} scripts/bench oauth` (needs PostgreSQL at "
         "`BENCH_PG_URL`, Redis at `BENCH_REDIS_URL`, `psql`, `redis-cli`, wrk; see the script's "
         "header).".format(opts.rounds))
-    replace_section(out, "oauth", "\n".join(lines))
-    print("\n".join(lines[lines.index("### Goals (medians of the rounds)"):lines.index("Per round:")]))
+    write_section(out, "oauth", lines, "Per round:")
 
 
 def main():
