@@ -333,9 +333,9 @@ mod tests {
                 "en",
                 [
                     "Welcome to admit",
-                    "Acme Bikes created a admit account for you",
+                    "Acme Bikes created an account for you on admit",
                     "Welcome to admit, set your password",
-                    "You already have a admit account",
+                    "You already have an account on admit",
                     "Your registration with Acme Bikes could not be completed",
                 ],
             ),
@@ -373,9 +373,9 @@ mod tests {
                 "ES",
                 [
                     "Welcome to admit",
-                    "Acme Bikes created a admit account for you",
+                    "Acme Bikes created an account for you on admit",
                     "Welcome to admit, set your password",
-                    "You already have a admit account",
+                    "You already have an account on admit",
                     "Your registration with Acme Bikes could not be completed",
                 ],
             ),
@@ -509,7 +509,7 @@ mod tests {
         let acme = brand("Acme Bikes", None);
         let envelope = &every_kind("en", &acme)[1];
         let m = r.render(envelope).expect("render");
-        assert_eq!(m.subject, "Acme Bikes created a admit account for you");
+        assert_eq!(m.subject, "Acme Bikes created an account for you on admit");
         for part in [&m.text, &unslash(&m.html)] {
             assert!(part.contains("doctest"), "{part}");
             assert!(
