@@ -135,72 +135,7 @@ async fn bad_input_names_the_field_and_writes_nothing() -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let server = serve(data.path())?;
     let client = http();
-    let long_local = format!("{}@example.com", "a".repeat(65));
-    let long_address = format!(
-        "{}@{}.{}.{}.com",
-        "a".repeat(64),
-        "b".repeat(63),
-        "c".repeat(63),
-        "d".repeat(58)
-    );
-    assert_eq!(long_address.len(), 255);
-    let c = |email: &str| json!({"contacts":[["EMAIL", email, true]],"password":"doctest1"});
-    let cases: Vec<(&str, Value, &str)> = vec![
-        ("no domain", c("doc@"), "contacts[0][1]"),
-        ("65-character local part", c(&long_local), "contacts[0][1]"),
-        ("255-character address", c(&long_address), "contacts[0][1]"),
-        (
-            "phone 12345",
-            json!({"contacts":[["PHONE","12345"]],"password":"doctest1"}),
-            "contacts[0][1]",
-        ),
-        (
-            "locale english",
-            json!({"username":"doctest","password":"doctest1","locale":"english"}),
-            "locale",
-        ),
-        (
-            "5-character password",
-            json!({"username":"doctest","password":"12a4b"}),
-            "password",
-        ),
-        (
-            "19-character password",
-            json!({"username":"doctest","password":"a".repeat(19)}),
-            "password",
-        ),
-        (
-            "password that is a number",
-            json!({"username":"doctest","password":12345678}),
-            "password",
-        ),
-        (
-            "no contacts, no username",
-            json!({"password":"doctest1"}),
-            "contacts",
-        ),
-        (
-            "two primary EMAILs",
-            json!({"contacts":[["EMAIL","a@example.com",true],["EMAIL","b@example.com",true]],"password":"doctest1"}),
-            "contacts[1][2]",
-        ),
-        (
-            "unknown contact name",
-            json!({"contacts":[["FAX","+14155550100"]],"password":"doctest1"}),
-            "contacts[0][0]",
-        ),
-        (
-            "unknown account type",
-            json!({"username":"doctest","password":"doctest1","account_type":"gold"}),
-            "account_type",
-        ),
-        (
-            "contacts of the wrong type",
-            json!({"contacts":"doc@example.com","password":"doctest1"}),
-            "contacts",
-        ),
-        ("a body that is not an object", json!(["doc"]), "body"),
-    ];
+    let cases = admit_e2e::bad_sign_ups();
     for (what, body, field) in cases {
         let (status, err) = post_account(&client, &server.url, &body).await?;
         assert_eq!(status, 400, "{what}: {err}");

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub mod platform;
 pub mod topology;
+pub mod upstream;
 
 pub use admit_store::testing::TestDatabase;
 
@@ -284,6 +285,122 @@ pub async fn post_account(
 /// A sign-up body for `email` with a valid password.
 pub fn signup(email: &str) -> serde_json::Value {
     serde_json::json!({"contacts": [["EMAIL", email, true]], "full_name": "Test User", "password": "doctest1"})
+}
+
+/// Bodies `POST /account` refuses with 400, each with the field it must name.
+pub fn bad_sign_ups() -> Vec<(&'static str, serde_json::Value, &'static str)> {
+    use serde_json::json;
+    let long_local = format!("{}@example.com", "a".repeat(65));
+    let long_address = format!(
+        "{}@{}.{}.{}.com",
+        "a".repeat(64),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(58)
+    );
+    assert_eq!(long_address.len(), 255);
+    let c = |email: &str| json!({"contacts":[["EMAIL", email, true]],"password":"doctest1"});
+    vec![
+        ("no domain", c("doc@"), "contacts[0][1]"),
+        ("65-character local part", c(&long_local), "contacts[0][1]"),
+        ("255-character address", c(&long_address), "contacts[0][1]"),
+        (
+            "phone 12345",
+            json!({"contacts":[["PHONE","12345"]],"password":"doctest1"}),
+            "contacts[0][1]",
+        ),
+        (
+            "locale english",
+            json!({"username":"doctest","password":"doctest1","locale":"english"}),
+            "locale",
+        ),
+        (
+            "5-character password",
+            json!({"username":"doctest","password":"12a4b"}),
+            "password",
+        ),
+        (
+            "19-character password",
+            json!({"username":"doctest","password":"a".repeat(19)}),
+            "password",
+        ),
+        (
+            "password that is a number",
+            json!({"username":"doctest","password":12345678}),
+            "password",
+        ),
+        (
+            "no contacts, no username",
+            json!({"password":"doctest1"}),
+            "contacts",
+        ),
+        (
+            "two primary EMAILs",
+            json!({"contacts":[["EMAIL","a@example.com",true],["EMAIL","b@example.com",true]],"password":"doctest1"}),
+            "contacts[1][2]",
+        ),
+        (
+            "unknown contact name",
+            json!({"contacts":[["FAX","+14155550100"]],"password":"doctest1"}),
+            "contacts[0][0]",
+        ),
+        (
+            "unknown account type",
+            json!({"username":"doctest","password":"doctest1","account_type":"gold"}),
+            "account_type",
+        ),
+        (
+            "contacts of the wrong type",
+            json!({"contacts":"doc@example.com","password":"doctest1"}),
+            "contacts",
+        ),
+        ("a body that is not an object", json!(["doc"]), "body"),
+        (
+            "an unknown field",
+            json!({"username":"doctest","password":"doctest1","colour":"red"}),
+            "colour",
+        ),
+        (
+            "a contact that is not a tuple",
+            json!({"contacts":[{"EMAIL":"doc@example.com"}],"password":"doctest1"}),
+            "contacts[0]",
+        ),
+        (
+            "is_primary that is not a boolean",
+            json!({"contacts":[["EMAIL","doc@example.com","yes"]],"password":"doctest1"}),
+            "contacts[0][2]",
+        ),
+        (
+            "two primary PHONEs",
+            json!({"contacts":[["PHONE","+14155550100",true],["PHONE","+14155550101",true]],"password":"doctest1"}),
+            "contacts[1][2]",
+        ),
+        (
+            "a username with a space",
+            json!({"username":"doc test","password":"doctest1"}),
+            "username",
+        ),
+        (
+            "a locale with an unknown country",
+            json!({"username":"doctest","password":"doctest1","locale":"eng-ZZ"}),
+            "locale",
+        ),
+        (
+            "recaptcha without a response",
+            json!({"username":"doctest","password":"doctest1","recaptcha":{"private_key":"k","challenge":"c"}}),
+            "recaptcha.response",
+        ),
+        (
+            "recaptcha that is not an object",
+            json!({"username":"doctest","password":"doctest1","recaptcha":"token"}),
+            "recaptcha",
+        ),
+        (
+            "a social field in an explicit body",
+            json!({"username":"doctest","password":"doctest1","user_id":"42"}),
+            "user_id",
+        ),
+    ]
 }
 
 /// `n` sign-ups at once for one address spelt in `n` different cases.

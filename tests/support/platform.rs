@@ -412,6 +412,11 @@ impl Agent {
         self.cookies.get(name)
     }
 
+    /// Sends `name=value` from now on (as a native app does with a session id).
+    pub fn set_cookie(&mut self, name: &str, value: &str) {
+        self.cookies.insert(name.to_owned(), value.to_owned());
+    }
+
     /// Signs in on the account service's login page.
     pub async fn login(
         &mut self,

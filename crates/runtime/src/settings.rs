@@ -170,6 +170,11 @@ pub struct AccountSettings {
     /// limit of that endpoint.
     pub batch_max_users: usize,
     pub batch_max_body_bytes: usize,
+    /// The CAPTCHA that a public application's sign-up needs in staging and
+    /// production (SPEC.md §3).
+    pub captcha: CaptchaSettings,
+    /// How often the purge of expired test accounts runs (one replica at a time).
+    pub purge_every_secs: u64,
 }
 
 impl Default for AccountSettings {
@@ -187,7 +192,65 @@ impl Default for AccountSettings {
             password_link_ttl_secs: 7 * 24 * 3600,
             batch_max_users: 10_000,
             batch_max_body_bytes: 16 * 1024 * 1024,
+            captcha: CaptchaSettings::default(),
+            purge_every_secs: 600,
         }
+    }
+}
+
+/// A siteverify endpoint: reCAPTCHA, hCaptcha and Cloudflare Turnstile all take a
+/// form POST of `secret`, `response` and `remoteip` and answer
+/// `{"success": bool, "score"?: number, "error-codes"?: [...]}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptchaSettings {
+    pub siteverify_url: String,
+    /// The platform's secret with the CAPTCHA provider (never the `private_key` a
+    /// client sends: a public application cannot keep one).
+    pub secret: SecretString,
+    /// The lowest `score` accepted, where the provider sends one (reCAPTCHA v3).
+    pub min_score: f64,
+    /// How long siteverify may take; past it the sign-up answers 503, never passes.
+    pub timeout_ms: u64,
+    /// Per public client: its own endpoint, secret or threshold (a list, so client
+    /// ids keep their case in YAML).
+    pub clients: Vec<ClientCaptcha>,
+}
+
+impl Default for CaptchaSettings {
+    fn default() -> Self {
+        Self {
+            siteverify_url: "https://www.google.com/recaptcha/api/siteverify".into(),
+            secret: SecretString::from(""),
+            min_score: 0.5,
+            timeout_ms: 3000,
+            clients: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCaptcha {
+    pub client_id: String,
+    #[serde(default)]
+    pub siteverify_url: Option<String>,
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+    #[serde(default)]
+    pub min_score: Option<f64>,
+}
+
+impl CaptchaSettings {
+    /// The endpoint, secret and threshold that apply to `client_id`.
+    pub fn for_client(&self, client_id: &str) -> (&str, &SecretString, f64) {
+        let own = self.clients.iter().find(|c| c.client_id == client_id);
+        (
+            own.and_then(|c| c.siteverify_url.as_deref())
+                .unwrap_or(&self.siteverify_url),
+            own.and_then(|c| c.secret.as_ref()).unwrap_or(&self.secret),
+            own.and_then(|c| c.min_score).unwrap_or(self.min_score),
+        )
     }
 }
 

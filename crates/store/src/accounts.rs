@@ -95,34 +95,6 @@ pub fn count(conn: &mut AnyConnection) -> Result<i64, StoreError> {
     Ok(accounts::table.count().get_result(conn)?)
 }
 
-/// Deletes test accounts (and their contacts) whose time is up; returns how many.
-pub fn purge_expired_test_accounts(
-    conn: &mut AnyConnection,
-    now: NaiveDateTime,
-) -> Result<usize, StoreError> {
-    let expired: Vec<String> = accounts::table
-        .filter(accounts::account_type.eq("test"))
-        .filter(accounts::expires_at.lt(now))
-        .select(accounts::id)
-        .limit(1000)
-        .load(conn)?;
-    if expired.is_empty() {
-        return Ok(0);
-    }
-    diesel::delete(contacts::table.filter(contacts::account_id.eq_any(&expired))).execute(conn)?;
-    diesel::delete(
-        crate::schema::memberships::table
-            .filter(crate::schema::memberships::account_id.eq_any(&expired)),
-    )
-    .execute(conn)?;
-    diesel::delete(
-        crate::schema::password_tokens::table
-            .filter(crate::schema::password_tokens::account_id.eq_any(&expired)),
-    )
-    .execute(conn)?;
-    Ok(diesel::delete(accounts::table.filter(accounts::id.eq_any(&expired))).execute(conn)?)
-}
-
 pub fn username_taken(conn: &mut AnyConnection, normalized: &str) -> Result<bool, StoreError> {
     let n: i64 = accounts::table
         .filter(accounts::username_normalized.eq(normalized))

@@ -16,6 +16,7 @@ pub mod grants;
 pub mod mail;
 pub mod outbox;
 pub mod partners;
+pub mod purge;
 pub mod registrations;
 pub mod schema;
 #[cfg(feature = "testing")]

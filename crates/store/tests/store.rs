@@ -333,12 +333,22 @@ async fn expired_test_accounts_are_purged_with_their_contacts() -> anyhow::Resul
             accounts::insert(c, &account("s1", None), &[email("s1", "s1@example.com")])
         })
         .await?;
-        assert_eq!(
-            db.write(move |c| accounts::purge_expired_test_accounts(c, now))
-                .await?,
-            1
+        let purged = db
+            .write(move |c| admit_store::purge::expired_test_accounts(c, now))
+            .await?
+            .expect("no other pass holds the lock");
+        assert_eq!(purged.accounts, 1, "{backend}");
+        assert!(
+            purged.rows.contains(&("contacts", 1)),
+            "{backend}: {purged:?}"
         );
         assert_eq!(db.run(accounts::count).await?, 2, "{backend}");
+        // Idempotent: the next pass finds nothing.
+        let again = db
+            .write(move |c| admit_store::purge::expired_test_accounts(c, now))
+            .await?
+            .expect("unlocked");
+        assert_eq!(again.total_rows(), 0, "{backend}");
         assert!(db
             .run(|c| accounts::find_by_contact(c, "EMAIL", "t1@example.com"))
             .await?

@@ -31,10 +31,24 @@ pub struct SignupRequest {
     pub account_type: Option<AccountTypeDoc>,
 }
 
+/// Document 003's CAPTCHA object. Required of a public application (`X-Client-Id`) in
+/// the staging and production stages, skipped in development and integration. The
+/// platform POSTs `response` to the configured siteverify endpoint (reCAPTCHA,
+/// hCaptcha or Cloudflare Turnstile) with its own configured secret and the caller's
+/// address as `remoteip`; a provider `score` below `account.captcha.min_score` fails.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Recaptcha {
+    /// Accepted for document 003's shape and not used: the siteverify secret is the
+    /// platform's own (`account.captcha.secret`), since a public application cannot
+    /// keep one.
+    #[schema(max_length = 4096)]
     pub private_key: String,
+    /// reCAPTCHA v1's challenge id; accepted and not sent (today's providers issue
+    /// a single token).
+    #[schema(max_length = 4096)]
     pub challenge: String,
+    /// The token the CAPTCHA widget gave the user: siteverify's `response`.
+    #[schema(max_length = 4096)]
     pub response: String,
 }
 
@@ -51,9 +65,12 @@ pub struct SignupResponse {
     pub account_id: String,
     /// RFC 3339, UTC.
     pub creation_time: String,
-    /// With `auto_sign_in=true`: when the login session expires.
+    /// With `auto_sign_in=true`: when the login session expires (RFC 3339, UTC).
     pub expiration_time: Option<String>,
-    /// With `auto_sign_in=true`: the login session.
+    /// With `auto_sign_in=true`: the login session, the same the pages use. The
+    /// response also sets it as the `__Host-admit_session` cookie (HttpOnly, Secure,
+    /// SameSite=Lax); a native app may send it as that cookie's value, so the
+    /// authorize page skips the login.
     pub session_id: Option<String>,
 }
 

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod batch;
+pub mod captcha;
 pub mod error;
 pub mod hasher;
 pub mod limit;
@@ -60,6 +61,8 @@ pub struct AccountState {
     /// `user.create`: most users in one request, and its body limit.
     pub batch_max_users: usize,
     pub batch_max_body_bytes: usize,
+    /// Verifies public applications' CAPTCHAs at siteverify.
+    pub captcha: captcha::Verifier,
     created: prometheus::IntCounter,
 }
 
@@ -90,6 +93,7 @@ impl AccountState {
             grant_ttl_secs: settings.oauth.refresh_ttl_secs.max(60),
             batch_max_users: settings.account.batch_max_users.max(1),
             batch_max_body_bytes: settings.account.batch_max_body_bytes,
+            captcha: captcha::Verifier::new(&settings.account.captcha)?,
             outbox_wake,
             created,
         })
@@ -123,7 +127,7 @@ pub fn configure(
 #[derive(Debug, PartialEq, Eq)]
 enum Caller {
     Bearer(String),
-    ClientId,
+    ClientId(String),
     Anonymous,
 }
 
@@ -135,8 +139,8 @@ fn caller(req: &HttpRequest) -> Caller {
         .filter(|v| v.len() > 7 && v.is_char_boundary(7) && v[..7].eq_ignore_ascii_case("bearer "));
     if let Some(v) = bearer {
         Caller::Bearer(v[7..].trim().to_owned())
-    } else if req.headers().contains_key("x-client-id") {
-        Caller::ClientId
+    } else if let Some(id) = req.headers().get("x-client-id") {
+        Caller::ClientId(id.to_str().unwrap_or_default().trim().to_owned())
     } else {
         Caller::Anonymous
     }
@@ -148,19 +152,19 @@ fn caller(req: &HttpRequest) -> Caller {
     path = "/account",
     tag = "accounts",
     params(
-        ("auto_sign_in" = Option<bool>, Query, description = "Create a login session and return it (default false)."),
+        ("auto_sign_in" = Option<bool>, Query, description = "Create a login session with the account and return it as `session_id` and `expiration_time`, also set as the session cookie (default false)."),
         ("is_enabled" = Option<bool>, Query, description = "false leaves the account pending until a contact is confirmed (default true)."),
-        ("X-Client-Id" = Option<String>, Header, description = "A public application's client id."),
+        ("X-Client-Id" = Option<String>, Header, description = "A registered public application's client id (an unknown or confidential one is 401). In staging and production its sign-up needs `recaptcha`."),
     ),
     request_body = api::SignupRequest,
     responses(
         (status = 201, description = "Created", body = api::SignupResponse),
         (status = 400, description = "A field is malformed or missing; `field` names it", body = api::ErrorBody),
-        (status = 401, description = "No caller credential (staging and production), or a bearer token or API key that is not valid", body = api::ErrorBody),
-        (status = 403, description = "reCAPTCHA failed, or the access token lacks the scope accounts:create", body = api::ErrorBody),
+        (status = 401, description = "No caller credential (staging and production), a bearer token or API key that is not valid, or an X-Client-Id that names no registered public application", body = api::ErrorBody),
+        (status = 403, description = "reCAPTCHA failed (IllegalAccessException), or the access token lacks the scope accounts:create", body = api::ErrorBody),
         (status = 409, description = "Contact or username already used", body = api::ErrorBody),
         (status = 413, description = "Body over the configured limit", body = api::ErrorBody),
-        (status = 503, description = "A dependency is unavailable; retry", body = api::ErrorBody),
+        (status = 503, description = "A dependency is unavailable (the database, or a siteverify endpoint that is down or slower than account.captcha.timeout_ms); retry", body = api::ErrorBody),
     )
 )]
 #[tracing::instrument(name = "create_account", skip_all)]
@@ -170,7 +174,7 @@ pub async fn create_account(
     state: web::Data<AccountState>,
 ) -> Result<HttpResponse, ApiError> {
     let options = signup::parse_options(req.query_string())?;
-    match caller(&req) {
+    let public_client = match caller(&req) {
         // A credential that is presented must be good, in every stage.
         Caller::Bearer(_) => {
             let partner = authenticate_partner(&req, &state).await?;
@@ -179,22 +183,16 @@ pub async fn create_account(
                     "the access token lacks the scope accounts:create".into(),
                 ));
             }
+            None
         }
-        // Public applications need a verified reCAPTCHA in staging and production,
-        // and siteverify is not wired yet: nobody is let in unverified.
-        Caller::ClientId if state.stage.is_strict() => {
-            return Err(ApiError::Unauthorized(
-                "a public application's sign-up needs reCAPTCHA verification, not available yet"
-                    .into(),
-            ))
-        }
+        Caller::ClientId(id) => Some(public_client(&state, id).await?),
         Caller::Anonymous if state.stage.is_strict() => {
             return Err(ApiError::Unauthorized(
                 "identify the caller with a partner bearer token or X-Client-Id".into(),
             ))
         }
-        Caller::ClientId | Caller::Anonymous => {}
-    }
+        Caller::Anonymous => None,
+    };
     let body = read_body(payload, state.max_body_bytes).await?;
     let map = signup::parse_body(&body)?;
     if signup::is_implicit(&map) {
@@ -204,24 +202,69 @@ pub async fn create_account(
         ));
     }
     let new = signup::explicit(&map, &state.policy)?;
-    if options.auto_sign_in {
-        return Err(ApiError::invalid(
-            "auto_sign_in",
-            "automatic sign-in is not available yet",
-        ));
-    }
     if !options.is_enabled {
         return Err(ApiError::invalid(
             "is_enabled",
             "pending accounts are not available yet",
         ));
     }
+    // Development and integration skip the CAPTCHA, as document 003 says.
+    if let (Some(client_id), true) = (&public_client, state.stage.is_strict()) {
+        let Some(submitted) = signup::recaptcha(&map)? else {
+            return Err(ApiError::invalid(
+                "recaptcha",
+                "a public application's sign-up needs a recaptcha object in this stage",
+            ));
+        };
+        state
+            .captcha
+            .verify(client_id, &submitted, req.peer_addr().map(|a| a.ip()))
+            .await?;
+    }
 
-    let (account_id, now) = register(&state, &new).await?;
-    Ok(HttpResponse::Created().json(serde_json::json!({
-        "account_id": account_id,
-        "creation_time": now.to_rfc3339_opts(SecondsFormat::Millis, true),
-    })))
+    let registered = register(&state, &new, options.auto_sign_in).await?;
+    signed_up(registered)
+}
+
+/// The 201 answer of `POST /account`: with the session's id and expiry, and its
+/// cookie, when one was started.
+pub(crate) fn signed_up(registered: Registered) -> Result<HttpResponse, ApiError> {
+    let mut res = HttpResponse::Created();
+    let mut body = serde_json::json!({
+        "account_id": registered.account_id,
+        "creation_time": registered.created.to_rfc3339_opts(SecondsFormat::Millis, true),
+    });
+    if let Some((cookie, row)) = registered.session {
+        body["session_id"] = cookie.value().into();
+        body["expiration_time"] = row
+            .expires_at
+            .and_utc()
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
+            .into();
+        res.cookie(cookie)
+            .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"));
+    }
+    Ok(res.json(body))
+}
+
+/// The public application named by `X-Client-Id`: a registered, active client
+/// without a secret. Anything else is 401, in every stage.
+async fn public_client(state: &AccountState, id: String) -> Result<String, ApiError> {
+    let unknown = || {
+        ApiError::Unauthorized("X-Client-Id does not name a registered public application".into())
+    };
+    if id.is_empty() || id.len() > 128 {
+        return Err(unknown());
+    }
+    let lookup = id.clone();
+    let client = state
+        .db
+        .run(move |c| admit_store::partners::active_client(c, &lookup))
+        .await?;
+    match client {
+        Some(c) if c.is_public => Ok(id),
+        _ => Err(unknown()),
+    }
 }
 
 /// The partner behind `Authorization: Bearer …` (an access token or an API key).
@@ -314,22 +357,35 @@ pub(crate) fn password_link(
     }
 }
 
-/// Creates the account `new` with its welcome email: the password hashed on the hash
-/// pool, the rows and the outbox message in one transaction. For `POST /account` and
-/// the sign-up page.
+/// What [`register`] created.
+pub(crate) struct Registered {
+    pub account_id: String,
+    pub created: DateTime<Utc>,
+    /// The login session started with the account, and its cookie.
+    pub session: Option<(
+        actix_web::cookie::Cookie<'static>,
+        admit_store::grants::SessionRow,
+    )>,
+}
+
+/// Creates the account `new` with its welcome email, and with `sign_in` a login
+/// session: the password hashed on the hash pool, the rows, the session and the
+/// outbox message in one transaction. For `POST /account` and the sign-up page.
 pub(crate) async fn register(
     state: &AccountState,
     new: &NewAccount,
-) -> Result<(String, DateTime<Utc>), ApiError> {
+    sign_in: bool,
+) -> Result<Registered, ApiError> {
     // The whole sign-up after parsing runs on the hash thread: a cheap look first, so
     // a taken contact costs no hash, then the hash, then the one transaction that
     // writes the account and its outbox row. One hand-off to the pool and one back,
     // instead of a hop to the blocking pool for every database call. The unique
     // indexes still decide between concurrent requests.
     let (db, new) = (state.db.clone(), new.clone());
-    let (account_id, now) = state
+    let session_ttl = state.session_ttl_secs;
+    let registered = state
         .hasher
-        .run(move || -> Result<(String, DateTime<Utc>), ApiError> {
+        .run(move || -> Result<Registered, ApiError> {
             let mut conn = db.get()?;
             if let Some(taken) = taken_value(&mut conn, &new)? {
                 return Err(taken);
@@ -338,15 +394,24 @@ pub(crate) async fn register(
             let now = Utc::now();
             let (account, contacts, envelope) = records(&new, password_hash, now);
             let account_id = account.id.clone();
+            let session =
+                sign_in.then(|| admit_runtime::web::new_session(&account_id, session_ttl));
             let written = db.write_on(&mut conn, |conn| {
                 accounts::insert(conn, &account, &contacts)?;
+                if let Some((_, row)) = &session {
+                    admit_store::grants::insert_session(conn, row)?;
+                }
                 if let Some(envelope) = &envelope {
                     outbox::enqueue(conn, outbox::MAIL_TOPIC, envelope)?;
                 }
                 Ok(())
             });
             match written {
-                Ok(()) => Ok((account_id, now)),
+                Ok(()) => Ok(Registered {
+                    account_id,
+                    created: now,
+                    session,
+                }),
                 Err(admit_store::StoreError::Conflict(c)) => {
                     // Lost a race: name the field that the winner took.
                     match taken_value(&mut conn, &new) {
@@ -360,8 +425,8 @@ pub(crate) async fn register(
         .await??;
     state.outbox_wake.notify_one();
     state.created.inc();
-    tracing::debug!(account_id = %account_id, "account created");
-    Ok((account_id, now))
+    tracing::debug!(account_id = %registered.account_id, signed_in = sign_in, "account created");
+    Ok(registered)
 }
 
 /// The first value of `new` that another account already has, as the error to return.
@@ -442,28 +507,94 @@ fn records(
     (account, contacts, envelope)
 }
 
-/// Deletes expired test accounts, and `Idempotency-Key` answers older than their
-/// 24 hours, every `every`, until `stop`.
-pub async fn purge_test_accounts(db: Db, every: Duration, stop: CancellationToken) {
-    loop {
-        match db
-            .write(|conn| accounts::purge_expired_test_accounts(conn, admit_store::now()))
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "purged expired test accounts"),
-            Err(e) => tracing::warn!(error = %e, "test account purge failed; will retry"),
-        }
-        let day_ago = admit_store::now() - chrono::Duration::hours(24);
-        if let Err(e) = db
+/// The scheduled purge: expired test accounts with everything attached
+/// ([`admit_store::purge`]), and `Idempotency-Key` answers older than their 24 hours.
+/// Safe with several replicas: one pass runs at a time, the others skip their turn.
+#[derive(Clone)]
+pub struct Purger {
+    db: Db,
+    passes: prometheus::IntCounterVec,
+    accounts: prometheus::IntCounter,
+    rows: prometheus::IntCounterVec,
+}
+
+impl Purger {
+    pub fn new(db: Db, metrics: &Metrics) -> anyhow::Result<Self> {
+        let passes = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "test_account_purge_passes_total",
+                "Passes of the test-account purge, by outcome (done, skipped: another replica held the lock, failed)",
+            ),
+            &["outcome"],
+        )?;
+        let accounts = prometheus::IntCounter::new(
+            "test_accounts_purged_total",
+            "Test accounts deleted 24 hours after their creation",
+        )?;
+        let rows = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "test_account_purged_rows_total",
+                "Rows deleted with purged test accounts, by table",
+            ),
+            &["table"],
+        )?;
+        metrics.register(&passes);
+        metrics.register(&accounts);
+        metrics.register(&rows);
+        Ok(Self {
+            db,
+            passes,
+            accounts,
+            rows,
+        })
+    }
+
+    /// One pass as of `now`; `None` when another replica held the purge lock.
+    pub async fn pass(
+        &self,
+        now: chrono::NaiveDateTime,
+    ) -> Result<Option<admit_store::purge::Purged>, admit_store::StoreError> {
+        let done = self
+            .db
+            .write(move |c| admit_store::purge::expired_test_accounts(c, now))
+            .await;
+        let outcome = match &done {
+            Ok(Some(purged)) => {
+                self.accounts.inc_by(purged.accounts as u64);
+                for (table, n) in &purged.rows {
+                    self.rows.with_label_values(&[table]).inc_by(*n as u64);
+                }
+                if purged.accounts > 0 {
+                    tracing::info!(accounts = purged.accounts, rows = ?purged.rows, "purged expired test accounts");
+                }
+                "done"
+            }
+            Ok(None) => "skipped",
+            Err(e) => {
+                tracing::warn!(error = %e, "test account purge failed; will retry");
+                "failed"
+            }
+        };
+        self.passes.with_label_values(&[outcome]).inc();
+        let day_ago = now - chrono::Duration::hours(24);
+        if let Err(e) = self
+            .db
             .write(move |conn| admit_store::registrations::purge_idempotency_keys(conn, day_ago))
             .await
         {
             tracing::warn!(error = %e, "Idempotency-Key purge failed; will retry");
         }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.cancelled() => return,
+        done
+    }
+
+    /// A pass every `every`, until `stop`.
+    pub async fn run(self, every: Duration, stop: CancellationToken) {
+        loop {
+            let _ = self.pass(admit_store::now()).await;
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => return,
+            }
         }
     }
 }
@@ -493,9 +624,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         wake,
     };
     let relay_task = tokio::spawn(relay.run(stop.clone()));
-    tokio::spawn(purge_test_accounts(
-        db.clone(),
-        Duration::from_secs(600),
+    tokio::spawn(Purger::new(db.clone(), &metrics)?.run(
+        Duration::from_secs(settings.account.purge_every_secs.max(1)),
         stop.clone(),
     ));
     let started = admit_runtime::http::start(

@@ -318,8 +318,16 @@ pub async fn signup(
         Ok(new) => new,
         Err(message) => return again(StatusCode::BAD_REQUEST, &message),
     };
-    match register(&state, &new).await {
-        Ok((account_id, _)) => start_session(&state, &account_id, &target).await,
+    match register(&state, &new, true).await {
+        Ok(crate::Registered {
+            account_id,
+            session: Some((cookie, _)),
+            ..
+        }) => {
+            tracing::info!(account_id, "signed up and signed in");
+            pages::redirect(&target).cookie(cookie).finish()
+        }
+        Ok(_) => unavailable(&state, "the new account has no session"),
         Err(crate::error::ApiError::ContactAlreadyUsed { .. }) => again(
             StatusCode::CONFLICT,
             "This email already has an account. Sign in instead.",

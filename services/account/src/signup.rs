@@ -121,9 +121,7 @@ pub fn explicit(
         Some(s) => AccountType::parse(s)
             .ok_or_else(|| ApiError::invalid("account_type", "expected standard or test"))?,
     };
-    if let Some(r) = body.get("recaptcha") {
-        recaptcha_shape(r)?;
-    }
+    recaptcha(body)?;
     Ok(NewAccount::new(
         contacts,
         username,
@@ -199,7 +197,12 @@ pub(crate) fn opt_str<'a>(
     }
 }
 
-fn recaptcha_shape(v: &Value) -> Result<(), ApiError> {
+/// The body's `recaptcha` object, if it has one.
+pub fn recaptcha(body: &Map<String, Value>) -> Result<Option<crate::captcha::Submitted>, ApiError> {
+    let v = match body.get("recaptcha") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v,
+    };
     let Value::Object(m) = v else {
         return Err(ApiError::invalid(
             "recaptcha",
@@ -209,6 +212,12 @@ fn recaptcha_shape(v: &Value) -> Result<(), ApiError> {
     for key in ["private_key", "challenge", "response"] {
         match m.get(key) {
             Some(Value::String(s)) if s.len() <= 4096 => {}
+            Some(Value::String(_)) => {
+                return Err(ApiError::invalid(
+                    format!("recaptcha.{key}"),
+                    "at most 4096 characters",
+                ))
+            }
             _ => {
                 return Err(ApiError::invalid(
                     format!("recaptcha.{key}"),
@@ -217,7 +226,18 @@ fn recaptcha_shape(v: &Value) -> Result<(), ApiError> {
             }
         }
     }
-    Ok(())
+    if let Some(key) = m
+        .keys()
+        .find(|k| !["private_key", "challenge", "response"].contains(&k.as_str()))
+    {
+        return Err(ApiError::invalid(
+            format!("recaptcha.{key}"),
+            "is not a field of recaptcha (private_key, challenge, response)",
+        ));
+    }
+    Ok(Some(crate::captcha::Submitted {
+        response: m["response"].as_str().unwrap_or_default().to_owned(),
+    }))
 }
 
 #[cfg(test)]

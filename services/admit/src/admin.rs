@@ -226,3 +226,36 @@ pub async fn keys(cmd: KeysCmd, settings: &Settings) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `admit purge`: one pass of the test-account purge now (the services run one every
+/// `account.purge_every_secs`; this is for an operator or a CronJob).
+pub async fn purge(target: Target, settings: &Settings) -> anyhow::Result<()> {
+    let db = target.db(settings)?;
+    let metrics = admit_runtime::Metrics::new();
+    let purged = admit_account::Purger::new(db, &metrics)?
+        .pass(admit_store::now())
+        .await?;
+    let (value, human) = match purged {
+        Some(p) => {
+            let rows: serde_json::Map<String, serde_json::Value> = p
+                .rows
+                .iter()
+                .map(|(t, n)| ((*t).to_owned(), (*n).into()))
+                .collect();
+            (
+                serde_json::json!({"ran": true, "accounts": p.accounts, "rows": rows}),
+                format!(
+                    "purged {} expired test account(s) and {} attached row(s)",
+                    p.accounts,
+                    p.total_rows() - p.accounts
+                ),
+            )
+        }
+        None => (
+            serde_json::json!({"ran": false, "accounts": 0, "rows": {}}),
+            "another replica is purging right now; nothing done".to_owned(),
+        ),
+    };
+    target.print(value, human);
+    Ok(())
+}

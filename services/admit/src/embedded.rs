@@ -122,9 +122,8 @@ pub async fn serve(
     let worker = admit_mailer::worker(&settings, db.clone(), queue, inbox.clone(), &metrics)?;
     let mail_runtime = background_runtime("mailer")?;
     let worker_task = mail_runtime.spawn(worker.run(stop.clone()));
-    tokio::spawn(admit_account::purge_test_accounts(
-        db.clone(),
-        Duration::from_secs(600),
+    tokio::spawn(admit_account::Purger::new(db.clone(), &metrics)?.run(
+        Duration::from_secs(settings.account.purge_every_secs.max(1)),
         stop.clone(),
     ));
 

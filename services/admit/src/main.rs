@@ -47,6 +47,8 @@ enum Command {
     /// Token signing keys: `admit keys rotate`.
     #[command(subcommand)]
     Keys(admin::KeysCmd),
+    /// One pass of the purge of expired test accounts (with everything attached).
+    Purge(admin::Target),
     /// Print the OpenAPI description of every public API (proto-docs/openapi.json).
     Openapi,
     /// Measure this machine's raw Argon2id rate (the ceiling of sign-ups per second).
@@ -97,6 +99,7 @@ fn main() -> anyhow::Result<()> {
         Command::ApiKey(c) => runtime.block_on(admin::api_key(c, &settings)),
         Command::PlanCode(c) => runtime.block_on(admin::plan_code(c, &settings)),
         Command::Keys(c) => runtime.block_on(admin::keys(c, &settings)),
+        Command::Purge(t) => runtime.block_on(admin::purge(t, &settings)),
         Command::Openapi => {
             use utoipa::OpenApi as _;
             let doc = admit_account::api::AccountApi::openapi();
