@@ -323,6 +323,21 @@ admit_chromium_up() {
     export ADMIT_TEST_CHROMIUM=$chromium
 }
 
+# --- libfaketime, for tests that run a service with its clock moved (the purge) ---
+
+admit_faketime_up() {
+    local lib=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
+    if [ -z "${ADMIT_TEST_FAKETIME_LIB:-}" ]; then
+        lib=$(dpkg -L libfaketime 2>/dev/null | grep -m1 'libfaketimeMT\.so\.1$' || true)
+        if [ -z "$lib" ]; then
+            admit_apt_install "the test-account purge test (a clock 25 hours back)" faketime
+            lib=$(dpkg -L libfaketime 2>/dev/null | grep -m1 'libfaketimeMT\.so\.1$' || true)
+        fi
+        [ -n "$lib" ] || admit_die "faketime was installed but libfaketimeMT.so.1 is missing"
+        export ADMIT_TEST_FAKETIME_LIB=$lib
+    fi
+}
+
 # --- build dependencies and toolchain ---
 
 admit_build_deps_up() {
@@ -358,4 +373,5 @@ admit_services_up() {
     admit_redis_up
     admit_smtp_python_up
     admit_chromium_up
+    admit_faketime_up
 }

@@ -45,6 +45,31 @@ pub fn test_kek() -> String {
     base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
+/// Environment that runs a process with its wall clock `offset` away (libfaketime,
+/// e.g. `-25h`); monotonic time is left alone so timers behave.
+pub fn faked_clock(offset: &str) -> Vec<(&'static str, String)> {
+    let lib = std::env::var("ADMIT_TEST_FAKETIME_LIB")
+        .unwrap_or_else(|_| "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1".into());
+    assert!(
+        Path::new(&lib).exists(),
+        "{lib} is missing: install Debian's faketime (scripts/test does)"
+    );
+    vec![
+        ("LD_PRELOAD", lib),
+        ("FAKETIME", offset.to_owned()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+        ("FAKETIME_NO_CACHE", "1".to_owned()),
+    ]
+}
+
+/// `env` without what [`faked_clock`] added: the real clock again.
+pub fn real_clock(env: &[(String, String)]) -> Vec<(String, String)> {
+    env.iter()
+        .filter(|(k, _)| k != "LD_PRELOAD" && !k.starts_with("FAKETIME"))
+        .cloned()
+        .collect()
+}
+
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())
 }

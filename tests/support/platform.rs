@@ -127,6 +127,11 @@ impl Platform {
         admin_cli(&all, &self.env)
     }
 
+    /// The environment its processes were started with.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
     /// The logs of every process so far.
     pub fn logs(&self) -> String {
         self.procs.iter().map(Proc::log_text).collect()
