@@ -111,6 +111,11 @@ pub fn purge_expired_test_accounts(
     }
     diesel::delete(contacts::table.filter(contacts::account_id.eq_any(&expired))).execute(conn)?;
     diesel::delete(
+        crate::schema::identities::table
+            .filter(crate::schema::identities::account_id.eq_any(&expired)),
+    )
+    .execute(conn)?;
+    diesel::delete(
         crate::schema::memberships::table
             .filter(crate::schema::memberships::account_id.eq_any(&expired)),
     )
