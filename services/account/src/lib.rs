@@ -13,6 +13,7 @@ pub mod partner;
 pub mod partner_api;
 pub mod password;
 pub mod signup;
+pub mod social;
 
 use crate::error::ApiError;
 use crate::hasher::HashPool;
@@ -60,6 +61,8 @@ pub struct AccountState {
     /// `user.create`: most users in one request, and its body limit.
     pub batch_max_users: usize,
     pub batch_max_body_bytes: usize,
+    /// The social providers of `POST /account`'s implicit method.
+    pub social: social::Providers,
     created: prometheus::IntCounter,
 }
 
@@ -90,6 +93,7 @@ impl AccountState {
             grant_ttl_secs: settings.oauth.refresh_ttl_secs.max(60),
             batch_max_users: settings.account.batch_max_users.max(1),
             batch_max_body_bytes: settings.account.batch_max_body_bytes,
+            social: social::Providers::new(&settings.account.social)?,
             outbox_wake,
             created,
         })
@@ -197,13 +201,12 @@ pub async fn create_account(
     }
     let body = read_body(payload, state.max_body_bytes).await?;
     let map = signup::parse_body(&body)?;
-    if signup::is_implicit(&map) {
-        return Err(ApiError::invalid(
-            "access_token",
-            "sign-up with a social provider's token is not available on this platform yet",
-        ));
-    }
-    let new = signup::explicit(&map, &state.policy)?;
+    // The implicit method (a social provider's token) or the explicit one.
+    let method = if signup::is_implicit(&map) {
+        Method::Implicit(social::parse(&map, &state.social)?)
+    } else {
+        Method::Explicit(signup::explicit(&map, &state.policy)?)
+    };
     if options.auto_sign_in {
         return Err(ApiError::invalid(
             "auto_sign_in",
@@ -217,11 +220,22 @@ pub async fn create_account(
         ));
     }
 
-    let (account_id, now) = register(&state, &new).await?;
+    let (account_id, now) = match method {
+        Method::Explicit(new) => register(&state, &new).await?,
+        Method::Implicit(signup) => social::register(&state, signup).await?,
+    };
     Ok(HttpResponse::Created().json(serde_json::json!({
         "account_id": account_id,
         "creation_time": now.to_rfc3339_opts(SecondsFormat::Millis, true),
     })))
+}
+
+/// The two ways of document 003 to create an account.
+enum Method {
+    /// Contacts and a password.
+    Explicit(NewAccount),
+    /// A social provider's access token.
+    Implicit(social::SocialSignup),
 }
 
 /// The partner behind `Authorization: Bearer …` (an access token or an API key).
