@@ -146,7 +146,7 @@ fn caller(req: &HttpRequest) -> Caller {
     }
 }
 
-/// Creates an account (SPEC.md §3, explicit method).
+/// Creates an account (SPEC.md §3, explicit and implicit methods).
 #[utoipa::path(
     post,
     path = "/account",
@@ -156,13 +156,13 @@ fn caller(req: &HttpRequest) -> Caller {
         ("is_enabled" = Option<bool>, Query, description = "false leaves the account pending until a contact is confirmed (default true)."),
         ("X-Client-Id" = Option<String>, Header, description = "A public application's client id."),
     ),
-    request_body = api::SignupRequest,
+    request_body = api::SignupBody,
     responses(
         (status = 201, description = "Created", body = api::SignupResponse),
-        (status = 400, description = "A field is malformed or missing; `field` names it", body = api::ErrorBody),
+        (status = 400, description = "A field is malformed or missing, or `provider_name` is not a configured provider; `field` names it", body = api::ErrorBody),
         (status = 401, description = "No caller credential (staging and production), or a bearer token or API key that is not valid", body = api::ErrorBody),
-        (status = 403, description = "reCAPTCHA failed, or the access token lacks the scope accounts:create", body = api::ErrorBody),
-        (status = 409, description = "Contact or username already used", body = api::ErrorBody),
+        (status = 403, description = "reCAPTCHA failed, or the access token lacks the scope accounts:create; implicit method: the provider refused, failed or did not answer in time (`access_token`), the token is another user's (`user_id`), or the application may not use the provider (`oauth_consumer_key`)", body = api::ErrorBody),
+        (status = 409, description = "Contact, username or social identity (`user_id`) already used; implicit method: the provider's address belongs to an account (`access_token`), which is never linked automatically", body = api::ErrorBody),
         (status = 413, description = "Body over the configured limit", body = api::ErrorBody),
         (status = 503, description = "A dependency is unavailable; retry", body = api::ErrorBody),
     )
