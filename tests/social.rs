@@ -795,3 +795,108 @@ async fn sign_up_with_a_real_openid_connect_providers_token() -> anyhow::Result<
     }
     Ok(())
 }
+
+// --- the welcome email ---------------------------------------------------------------
+
+/// Follows a set-password link as the user: the page, then the form with `password`;
+/// then signs in with the address and that password.
+async fn choose_password_and_sign_in(
+    accounts: &str,
+    link: &str,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    let mut user = Agent::new()?;
+    let page = user.get(link).await?;
+    anyhow::ensure!(
+        page.status == 200,
+        "the link's page: {} {}",
+        page.status,
+        page.body
+    );
+    let mut form = admit_e2e::platform::hidden_fields(&page.body);
+    form.push(("password".into(), password.into()));
+    form.push(("password_confirm".into(), password.into()));
+    let set = user
+        .post(&format!("{accounts}/password/set"), &form)
+        .await?;
+    anyhow::ensure!(
+        set.status == 303,
+        "setting the password: {} {}",
+        set.status,
+        set.body
+    );
+    let login = Agent::new()?.login(accounts, email, password).await?;
+    anyhow::ensure!(
+        login.status == 303,
+        "signing in: {} {}",
+        login.status,
+        login.body
+    );
+    Ok(())
+}
+
+fn link_in(text: &str) -> anyhow::Result<String> {
+    text.split_whitespace()
+        .find(|w| w.contains("/password/set?token="))
+        .map(str::to_owned)
+        .with_context(|| format!("no set-password link in: {text}"))
+}
+
+#[tokio::test]
+async fn the_welcome_email_names_the_provider_and_lets_the_user_choose_a_password(
+) -> anyhow::Result<()> {
+    let fake = FakeProvider::start()?;
+    let env = fake.env();
+    let sub = unique("w-");
+    let email = format!("{sub}@social.example.test");
+    let body = social("google", &format!("ok~{sub}~{email}~1"), &sub);
+
+    // Embedded: the inbox.
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let p = Platform::embedded(&env_refs)?;
+    let (status, created) = post(&p, &body).await?;
+    anyhow::ensure!(status == 201, "embedded: {status} {created}");
+    let mut mails = Vec::new();
+    for _ in 0..100 {
+        let all: Vec<Value> = http()
+            .get(format!("{}/dev/inbox.json", p.accounts))
+            .send()
+            .await?
+            .json()
+            .await?;
+        mails = all
+            .into_iter()
+            .filter(|m| m["to"] == email.as_str())
+            .collect();
+        if !mails.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(mails.len(), 1, "embedded: one welcome email: {}", p.logs());
+    assert_eq!(mails[0]["subject"], "Welcome to admit");
+    let text = mails[0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("google"), "embedded: {text}");
+    choose_password_and_sign_in(&p.accounts, &link_in(text)?, &email, "social-pass-1").await?;
+
+    // Production: admit-account and admit-mailer, a real SMTP server.
+    let t = admit_e2e::topology::Topology::new(&env_refs)?;
+    let account = t.start("admit-account")?;
+    let _mailer = t.start("admit-mailer")?;
+    let (status, created) = post_account(&http(), &account.url, &body).await?;
+    anyhow::ensure!(status == 201, "production: {status} {created}");
+    let got = t.smtp.wait_for(1, Duration::from_secs(60));
+    assert_eq!(got.len(), 1, "production: one welcome email");
+    assert_eq!(got[0].to, email);
+    assert_eq!(got[0].subject, "Welcome to admit");
+    assert!(
+        got[0].text.contains("google"),
+        "production: {}",
+        got[0].text
+    );
+    // The email's links use the configured public base URL; here it is this process.
+    let link = link_in(&got[0].text)?.replace("https://accounts.example.test", &account.url);
+    choose_password_and_sign_in(&account.url, &link, &email, "social-pass-1").await?;
+    Ok(())
+}

@@ -306,7 +306,8 @@ pub(crate) fn password_link(
         Notification::PartnerAccount { account_id, .. }
         | Notification::SetPassword { account_id, .. }
         | Notification::AlreadyRegistered { account_id, .. }
-        | Notification::Welcome { account_id, .. } => account_id.clone(),
+        | Notification::Welcome { account_id, .. }
+        | Notification::SocialWelcome { account_id, .. } => account_id.clone(),
         Notification::RegistrationFailed { .. } => String::new(),
     };
     let token = admit_domain::secret::link_token(

@@ -2,7 +2,8 @@
 //! provider's access token. The body becomes a [`SocialSignup`] here; the provider is
 //! asked whom the token belongs to ([`Providers::identify`]); the answer must be the
 //! `user_id` the caller named; then one transaction writes the account, the address
-//! the provider vouches for, the linked identity and the welcome email.
+//! the provider vouches for, the linked identity and the welcome email (with a
+//! set-password link: the account has no password until the user chooses one).
 //!
 //! Rules, and why:
 //! - The provider is asked before anything is looked up, so nobody learns which
@@ -25,7 +26,7 @@ use admit_domain::{AccountType, Email, Envelope, Locale, Notification};
 use admit_runtime::settings::{SocialProviderKind, SocialProviderSettings, SocialSettings};
 use admit_store::accounts::{self, AccountRow, ContactRow};
 use admit_store::identities::{self, IdentityRow};
-use admit_store::{outbox, StoreError};
+use admit_store::{outbox, registrations, StoreError};
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
@@ -443,6 +444,13 @@ pub async fn register(
     }
     let now = Utc::now();
     let (account, contacts, identity, envelope) = records(&signup, &who, now);
+    // The welcome email's set-password link: the account has no password yet.
+    let link = envelope.as_ref().map(|e| {
+        let mut row =
+            crate::password_link(&state.link_key, e, "", now.naive_utc(), state.link_ttl_secs);
+        row.partner_id = None;
+        row
+    });
     let account_id = account.id.clone();
     let has_mail = envelope.is_some();
     let provider = signup.provider.clone();
@@ -457,6 +465,13 @@ pub async fn register(
                 identities::insert_account(c, &account, &contacts, &identity)?;
                 if let Some(envelope) = &envelope {
                     outbox::enqueue(c, outbox::MAIL_TOPIC, envelope)?;
+                }
+                if let Some(link) = &link {
+                    registrations::insert_password_tokens(
+                        c,
+                        std::slice::from_ref(link),
+                        link.created_at,
+                    )?;
                 }
                 Ok(())
             });
@@ -551,11 +566,11 @@ fn records(
         created_at,
     };
     let envelope = email.map(|e| {
-        Envelope::new(Notification::Welcome {
+        Envelope::new(Notification::SocialWelcome {
             to: e.as_str().to_owned(),
             account_id: id.clone(),
             full_name: who.name.clone(),
-            username: None,
+            provider: signup.provider.clone(),
             language: signup
                 .locale
                 .as_ref()
