@@ -628,6 +628,11 @@ impl NodeOidc {
     /// code flow with PKCE) and exchanges the code: a real access token for its
     /// userinfo endpoint.
     async fn access_token(&self, login: &str) -> anyhow::Result<String> {
+        self.access_token_of("admit-test", login).await
+    }
+
+    /// [`NodeOidc::access_token`] for another of the provider's applications.
+    async fn access_token_of(&self, client: &str, login: &str) -> anyhow::Result<String> {
         use base64::Engine as _;
         use sha2::Digest as _;
         let verifier = format!("{}{}", unique("v"), unique("v"));
@@ -642,7 +647,7 @@ impl NodeOidc {
             }
         };
         let auth = format!(
-            "{}/auth?client_id=admit-test&response_type=code&scope=openid%20email%20profile&state=st&code_challenge={challenge}&code_challenge_method=S256&redirect_uri={}",
+            "{}/auth?client_id={client}&response_type=code&scope=openid%20email%20profile&state=st&code_challenge={challenge}&code_challenge_method=S256&redirect_uri={}",
             self.issuer,
             self.redirect_uri.replace(':', "%3A").replace('/', "%2F")
         );
@@ -686,7 +691,7 @@ impl NodeOidc {
         let code = code.context("the provider sent no code back")?;
         let token: Value = http()
             .post(format!("{}/token", self.issuer))
-            .basic_auth("admit-test", Some("admit-test-secret"))
+            .basic_auth(client, Some(format!("{client}-secret")))
             .form(&[
                 ("grant_type", "authorization_code"),
                 ("code", code.as_str()),
@@ -726,6 +731,18 @@ async fn sign_up_with_a_real_openid_connect_providers_token() -> anyhow::Result<
         (
             "ADMIT__ACCOUNT__SOCIAL__PROVIDERS__NODEOIDC__CLIENT_IDS".to_owned(),
             "admit-test".to_owned(),
+        ),
+        (
+            "ADMIT__ACCOUNT__SOCIAL__PROVIDERS__NODEOIDC__INTROSPECTION_URL".to_owned(),
+            format!("{}/token/introspection", op.issuer),
+        ),
+        (
+            "ADMIT__ACCOUNT__SOCIAL__PROVIDERS__NODEOIDC__INTROSPECTION_CLIENT_ID".to_owned(),
+            "admit-platform".to_owned(),
+        ),
+        (
+            "ADMIT__ACCOUNT__SOCIAL__PROVIDERS__NODEOIDC__INTROSPECTION_CLIENT_SECRET".to_owned(),
+            "admit-platform-secret".to_owned(),
         ),
     ];
     for p in platforms(&env)? {
@@ -784,6 +801,27 @@ async fn sign_up_with_a_real_openid_connect_providers_token() -> anyhow::Result<
             "IllegalAccessException",
             "access_token",
         )?;
+        // A token the provider issued to another application, presented with this
+        // application's consumer key: introspection says whose it is, and it is refused.
+        let stranger = unique("eve");
+        let foreign = op.access_token_of("other-app", &stranger).await?;
+        let got = post(&p, &body(&foreign, &stranger)).await?;
+        expect_error(
+            m,
+            "another application's token",
+            &got,
+            403,
+            "IllegalAccessException",
+            "access_token",
+        )?;
+        assert!(
+            got.1["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("another application"),
+            "{m}: {}",
+            got.1
+        );
         // A user whose address the provider does not call verified: no address kept.
         let unverified = unique("unverified-");
         let token = op.access_token(&unverified).await?;

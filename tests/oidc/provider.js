@@ -4,8 +4,10 @@
 //
 //   node provider.js PORT REDIRECT_URI
 //
-// One confidential client, `admit-test` / `admit-test-secret`, registered for the
-// authorization code flow to REDIRECT_URI. Any login name signs in: the account's
+// Confidential clients: `admit-test` / `admit-test-secret` (the application whose
+// tokens sign up) and `other-app` / `other-app-secret`, both for the authorization
+// code flow to REDIRECT_URI, and `admit-platform` / `admit-platform-secret`, which
+// only introspects tokens (RFC 7662, at /token/introspection). Any login name signs in: the account's
 // subject is that name, its email `<name>@oidc.example.test`, marked verified, unless
 // the name starts with `unverified-` (email_verified false). Prints
 // `oidc-provider listening on http://127.0.0.1:PORT` once it accepts connections.
@@ -28,7 +30,24 @@ const provider = new Provider(issuer, {
       grant_types: ['authorization_code'],
       response_types: ['code'],
     },
+    {
+      // Another application of the same provider: its tokens are not admit-test's.
+      client_id: 'other-app',
+      client_secret: 'other-app-secret',
+      redirect_uris: [redirectUri],
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+    },
+    {
+      // The platform itself, as a resource server: it only introspects tokens.
+      client_id: 'admit-platform',
+      client_secret: 'admit-platform-secret',
+      redirect_uris: [],
+      grant_types: [],
+      response_types: [],
+    },
   ],
+  features: { introspection: { enabled: true } },
   // Signed cookies need keys; these protect nothing but a throwaway test provider.
   cookies: { keys: ['admit-test-cookie-key'] },
   claims: {

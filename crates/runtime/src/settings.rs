@@ -235,6 +235,17 @@ pub struct SocialProviderSettings {
     /// How long the provider may take to answer, in milliseconds.
     #[serde(default = "social_timeout_ms")]
     pub timeout_ms: u64,
+    /// google, oidc: the provider's RFC 7662 introspection endpoint. With it a token
+    /// must be active and, when `client_ids` is set, issued to one of them: a token
+    /// another application obtained cannot sign up, whatever `oauth_consumer_key`
+    /// says. (Facebook's `appsecret_proof` binds tokens to the app instead.)
+    #[serde(default)]
+    pub introspection_url: Option<String>,
+    /// The platform's credentials at the introspection endpoint (HTTP Basic).
+    #[serde(default)]
+    pub introspection_client_id: Option<String>,
+    #[serde(default)]
+    pub introspection_client_secret: Option<SecretString>,
 }
 
 fn social_timeout_ms() -> u64 {

@@ -66,8 +66,10 @@ pub struct SocialSignupRequest {
     /// (409 on this field the second time).
     #[schema(max_length = 255)]
     pub user_id: String,
-    /// The provider's client id of the calling application. Required, and checked,
-    /// when the provider is configured with `client_ids`.
+    /// The provider's client id of the calling application. Required, and checked
+    /// (403 on this field), when the provider is configured with `client_ids`; a
+    /// provider with token introspection also checks that the token itself was
+    /// issued to one of them (403 on `access_token`).
     #[schema(max_length = 512)]
     pub oauth_consumer_key: Option<String>,
     /// Accepted for document 003's integrations; never stored or used.

@@ -67,6 +67,14 @@ struct Provider {
     app_secret: Option<SecretString>,
     client_ids: Vec<String>,
     timeout: Duration,
+    introspection: Option<Introspection>,
+}
+
+/// Where and as whom a provider's tokens are introspected (RFC 7662).
+struct Introspection {
+    url: reqwest::Url,
+    client_id: String,
+    client_secret: SecretString,
 }
 
 /// What a provider says about a token's user.
@@ -137,10 +145,18 @@ impl Providers {
         token: &SecretString,
     ) -> Result<ProviderIdentity, ApiError> {
         let p = self.get(provider)?;
-        let refused = |message: String| ApiError::IllegalAccessAt {
-            field: "access_token".into(),
-            message,
-        };
+        if let Some(intro) = &p.introspection {
+            let request = self
+                .http
+                .post(intro.url.clone())
+                .basic_auth(&intro.client_id, Some(intro.client_secret.expose_secret()))
+                .form(&[
+                    ("token", token.expose_secret()),
+                    ("token_type_hint", "access_token"),
+                ]);
+            let answer = self.ask(provider, p, request).await?;
+            check_introspection(provider, &p.client_ids, &answer)?;
+        }
         let request = match p.kind {
             SocialProviderKind::Facebook => {
                 let proof = appsecret_proof(p.app_secret.as_ref(), token.expose_secret());
@@ -156,6 +172,19 @@ impl Providers {
                 .get(p.userinfo_url.clone())
                 .bearer_auth(token.expose_secret()),
         };
+        let claims = self.ask(provider, p, request).await?;
+        identity_of(p.kind, &claims)
+            .ok_or_else(|| refused(format!("{provider}'s answer names no user")))
+    }
+
+    /// Sends `request` to the provider and reads its JSON object; every way that can
+    /// fail is a 403 on `access_token` that says which.
+    async fn ask(
+        &self,
+        provider: &str,
+        p: &Provider,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Map<String, Value>, ApiError> {
         let response = request
             .header(reqwest::header::ACCEPT, "application/json")
             .timeout(p.timeout)
@@ -200,19 +229,56 @@ impl Providers {
                 )));
             }
         };
-        let claims = match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Object(m)) if !m.contains_key("error") => m,
-            Ok(Value::Object(_)) => {
-                return Err(refused(format!("{provider} refused the access token")))
-            }
-            _ => {
-                return Err(refused(format!(
-                    "{provider} did not answer with the token's user"
-                )))
-            }
-        };
-        identity_of(p.kind, &claims)
-            .ok_or_else(|| refused(format!("{provider}'s answer names no user")))
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(m)) if !m.contains_key("error") => Ok(m),
+            Ok(Value::Object(_)) => Err(refused(format!("{provider} refused the access token"))),
+            _ => Err(refused(format!(
+                "{provider} did not answer with the token's user"
+            ))),
+        }
+    }
+}
+
+fn refused(message: String) -> ApiError {
+    ApiError::IllegalAccessAt {
+        field: "access_token".into(),
+        message,
+    }
+}
+
+/// An RFC 7662 answer: the token must be active and, when the provider has
+/// `client_ids`, issued to one of them (`client_id`, `azp` or `aud`).
+fn check_introspection(
+    provider: &str,
+    client_ids: &[String],
+    answer: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    if answer.get("active") != Some(&Value::Bool(true)) {
+        return Err(refused(format!(
+            "{provider} says the access token is not active"
+        )));
+    }
+    if client_ids.is_empty() {
+        return Ok(());
+    }
+    let mut issued_to: Vec<&str> = ["client_id", "azp"]
+        .iter()
+        .filter_map(|k| answer.get(*k).and_then(Value::as_str))
+        .collect();
+    match answer.get("aud") {
+        Some(Value::String(a)) => issued_to.push(a),
+        Some(Value::Array(list)) => issued_to.extend(list.iter().filter_map(Value::as_str)),
+        _ => {}
+    }
+    if issued_to
+        .iter()
+        .any(|c| client_ids.iter().any(|allowed| allowed == c))
+    {
+        Ok(())
+    } else {
+        Err(refused(format!(
+            "the access token was issued by {provider} to another application than this platform accepts"
+        )))
     }
 }
 
@@ -229,11 +295,7 @@ impl Provider {
                 "account.social.providers.{name}.userinfo_url is required for an oidc provider"
             ),
         };
-        let userinfo_url = reqwest::Url::parse(url)
-            .map_err(|e| anyhow::anyhow!("account.social.providers.{name}.userinfo_url: {e}"))?;
-        if !matches!(userinfo_url.scheme(), "https" | "http") {
-            anyhow::bail!("account.social.providers.{name}.userinfo_url must be an https URL");
-        }
+        let userinfo_url = http_url(name, "userinfo_url", url)?;
         let app_secret = p
             .app_secret
             .clone()
@@ -243,14 +305,39 @@ impl Provider {
                 "account.social.providers.{name}.app_secret is required for facebook (appsecret_proof)"
             );
         }
+        let introspection = match &p.introspection_url {
+            None => None,
+            Some(_) if p.kind == SocialProviderKind::Facebook => anyhow::bail!(
+                "account.social.providers.{name}.introspection_url: facebook tokens are bound to the app by appsecret_proof instead"
+            ),
+            Some(url) => Some(Introspection {
+                url: http_url(name, "introspection_url", url)?,
+                client_id: p.introspection_client_id.clone().ok_or_else(|| {
+                    anyhow::anyhow!("account.social.providers.{name}.introspection_client_id is required with introspection_url")
+                })?,
+                client_secret: p.introspection_client_secret.clone().ok_or_else(|| {
+                    anyhow::anyhow!("account.social.providers.{name}.introspection_client_secret is required with introspection_url")
+                })?,
+            }),
+        };
         Ok(Self {
             kind: p.kind,
             userinfo_url,
             app_secret,
             client_ids: p.client_ids.clone(),
             timeout: Duration::from_millis(p.timeout_ms.max(1)),
+            introspection,
         })
     }
+}
+
+fn http_url(name: &str, key: &str, url: &str) -> anyhow::Result<reqwest::Url> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| anyhow::anyhow!("account.social.providers.{name}.{key}: {e}"))?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        anyhow::bail!("account.social.providers.{name}.{key} must be an https URL");
+    }
+    Ok(parsed)
 }
 
 /// Facebook's `appsecret_proof`: the hex HMAC-SHA256 of the access token under the
@@ -744,6 +831,21 @@ mod tests {
         .expect("id");
         assert!(fb.email_verified && fb.subject == "10");
         assert!(identity_of(SocialProviderKind::Oidc, &claims(json!({"id": "10"}))).is_none());
+    }
+
+    #[test]
+    fn introspection_names_the_application_a_token_belongs_to() {
+        let allowed = ["web-app".to_owned()];
+        let answer = |v: Value| v.as_object().expect("object").clone();
+        let ok = |v: Value| check_introspection("acme", &allowed, &answer(v)).is_ok();
+        assert!(ok(json!({"active": true, "client_id": "web-app"})));
+        assert!(ok(json!({"active": true, "aud": ["api", "web-app"]})));
+        assert!(ok(json!({"active": true, "azp": "web-app"})));
+        assert!(!ok(json!({"active": true, "client_id": "other-app"})));
+        assert!(!ok(json!({"active": true})));
+        assert!(!ok(json!({"active": false, "client_id": "web-app"})));
+        assert!(!ok(json!({"active": "true", "client_id": "web-app"})));
+        assert!(check_introspection("acme", &[], &answer(json!({"active": true}))).is_ok());
     }
 
     #[test]
