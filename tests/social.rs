@@ -379,6 +379,16 @@ async fn the_same_identity_twice_is_409_and_concurrent_requests_make_one_account
             "ContactAlreadyUsedException",
             "user_id",
         )?;
+        // Provider names match whatever their case.
+        let got = post(&p, &social("Google", &token, &sub)).await?;
+        expect_error(
+            m,
+            "same identity, Google",
+            &got,
+            409,
+            "ContactAlreadyUsedException",
+            "user_id",
+        )?;
         // The same subject at another provider is another identity.
         let (status, other) = post(&p, &social("acme", &format!("ok~{sub}~-~0"), &sub)).await?;
         anyhow::ensure!(status == 201, "{m}: {status} {other}");
@@ -791,7 +801,7 @@ async fn sign_up_with_a_real_openid_connect_providers_token() -> anyhow::Result<
             "ContactAlreadyUsedException",
             "user_id",
         )?;
-        // A token the provider never issued: its userinfo endpoint answers 401.
+        // A token the provider never issued: introspection says it is not active.
         let got = post(&p, &body("not-a-token-of-this-provider", &login)).await?;
         expect_error(
             m,

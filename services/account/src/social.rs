@@ -102,7 +102,12 @@ impl Providers {
     pub fn new(settings: &SocialSettings) -> anyhow::Result<Self> {
         let mut by_name = BTreeMap::new();
         for (name, p) in &settings.providers {
-            by_name.insert(name.clone(), Provider::new(name, p)?);
+            // Names are matched without regard to case (environment variables give
+            // them in lower case); two spellings of one name are a mistake.
+            let key = name.to_ascii_lowercase();
+            if by_name.insert(key, Provider::new(name, p)?).is_some() {
+                anyhow::bail!("account.social.providers: {name} is configured twice");
+            }
         }
         let http = reqwest::Client::builder()
             // A provider's redirect is not followed: the token would go where the
@@ -114,7 +119,9 @@ impl Providers {
     }
 
     fn get(&self, name: &str) -> Result<&Provider, ApiError> {
-        if RETIRED.contains(&name.to_ascii_lowercase().as_str()) {
+        let name = name.to_ascii_lowercase();
+        let name = name.as_str();
+        if RETIRED.contains(&name) {
             return Err(ApiError::invalid(
                 "provider_name",
                 format!("{name} no longer offers sign-in; use another provider"),
@@ -284,7 +291,7 @@ fn check_introspection(
 
 impl Provider {
     fn new(name: &str, p: &SocialProviderSettings) -> anyhow::Result<Self> {
-        if RETIRED.contains(&name) {
+        if RETIRED.contains(&name.to_ascii_lowercase().as_str()) {
             anyhow::bail!("account.social.providers.{name}: {name} no longer offers sign-in");
         }
         let url = match (p.kind, &p.userinfo_url) {
@@ -418,7 +425,8 @@ pub fn parse(body: &Map<String, Value>, providers: &Providers) -> Result<SocialS
             ));
         }
     }
-    let provider = required(body, "provider_name", 64)?.to_owned();
+    // The configured name, in lower case, is what identities are stored under.
+    let provider = required(body, "provider_name", 64)?.to_ascii_lowercase();
     let p = providers.get(&provider)?;
     let access_token = SecretString::from(required(body, "access_token", 4096)?.to_owned());
     let user_id = required(body, "user_id", 255)?.to_owned();
@@ -699,6 +707,10 @@ mod tests {
             "expiration_time": "2999-01-01T00:00:00Z"});
         let parsed = parse(ok.as_object().expect("object"), &providers()).expect("valid");
         assert_eq!(parsed.user_id, "1");
+        let mut upper = ok.clone();
+        upper["provider_name"] = json!("Google");
+        let parsed = parse(upper.as_object().expect("object"), &providers()).expect("valid");
+        assert_eq!(parsed.provider, "google", "names match whatever their case");
         assert!(
             !format!("{parsed:?}").contains("\"t\""),
             "the token is not printed"
