@@ -32,6 +32,8 @@ fn answer(token: &str) -> (u16, Value, Duration) {
         "slow" => (200, json!({"sub": "slow"}), Duration::from_secs(4)),
         "nobody" => (200, json!({"name": "Nobody"}), fast),
         t => match t.split('~').collect::<Vec<_>>()[..] {
+            // A good token of another application (see `tokeninfo`).
+            ["foreign", sub] => (200, json!({"sub": sub, "name": "Eve"}), fast),
             ["ok", sub, email, verified] => {
                 let mut claims = json!({"sub": sub, "name": "Sam Social"});
                 if email != "-" {
@@ -63,6 +65,29 @@ async fn userinfo(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
     let (status, body, delay) = answer(&token);
     tokio::time::sleep(delay).await;
     respond(status, body)
+}
+
+/// Google's tokeninfo: which application a token was issued to (`g-web`, or
+/// `other-client` for `foreign~…` tokens).
+async fn tokeninfo(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    let q = query_of(&format!("?{}", req.query_string()));
+    let token = q.get("access_token").cloned().unwrap_or_default();
+    let (status, body, _) = answer(&token);
+    if status != 200 || body.get("error").is_some() {
+        return respond(
+            400,
+            json!({"error": "invalid_token", "error_description": "Invalid Value"}),
+        );
+    }
+    let aud = if token.starts_with("foreign~") {
+        "other-client"
+    } else {
+        "g-web"
+    };
+    respond(
+        200,
+        json!({"aud": aud, "azp": aud, "sub": body["sub"], "expires_in": 3599}),
+    )
 }
 
 /// Facebook's Graph `/me`: the token and its `appsecret_proof` in the query, the
@@ -108,6 +133,7 @@ impl FakeProvider {
             App::new()
                 .route("/oidc/userinfo", web::get().to(userinfo))
                 .route("/facebook/me", web::get().to(graph_me))
+                .route("/google/tokeninfo", web::get().to(tokeninfo))
         })
         .workers(1)
         .listen(listener)?
@@ -121,11 +147,13 @@ impl FakeProvider {
     /// The platform's configuration of its providers: `google` and `acme` (oidc, with
     /// an allow-list of consumer keys and a short timeout) at the userinfo endpoint,
     /// `facebook` at `/me` with the app secret, `fbwrong` with another secret,
-    /// `gone` at a port nobody listens on.
+    /// `gone` at a port nobody listens on, `gapp` (google with `client_ids`, so its
+    /// tokens' application is checked at tokeninfo).
     fn env(&self) -> Vec<(String, String)> {
         let p = "ADMIT__ACCOUNT__SOCIAL__PROVIDERS__";
         let userinfo = format!("{}/oidc/userinfo", self.url);
         let me = format!("{}/facebook/me", self.url);
+        let tokeninfo = format!("{}/google/tokeninfo", self.url);
         let closed = format!("http://127.0.0.1:{}/userinfo", free_port());
         [
             ("GOOGLE__KIND", "google"),
@@ -140,6 +168,10 @@ impl FakeProvider {
             ("FBWRONG__KIND", "facebook"),
             ("FBWRONG__USERINFO_URL", me.as_str()),
             ("FBWRONG__APP_SECRET", "not-the-app-secret"),
+            ("GAPP__KIND", "google"),
+            ("GAPP__USERINFO_URL", userinfo.as_str()),
+            ("GAPP__TOKENINFO_URL", tokeninfo.as_str()),
+            ("GAPP__CLIENT_IDS", "g-web"),
             ("GONE__KIND", "oidc"),
             ("GONE__USERINFO_URL", closed.as_str()),
         ]
@@ -309,6 +341,43 @@ async fn a_good_token_creates_an_account_linked_to_the_identity() -> anyhow::Res
             400,
             "InvalidArgumentException",
             "oauth_consumer_key",
+        )?;
+
+        // Google with client_ids: tokeninfo must say the token is this application's.
+        let sub = unique("ga-");
+        let mut body = social("gapp", &format!("ok~{sub}~-~0"), &sub);
+        body["oauth_consumer_key"] = json!("g-web");
+        let (status, created) = post(&p, &body).await?;
+        anyhow::ensure!(status == 201, "{m}: gapp {status} {created}");
+        let sub = unique("eve-");
+        let mut body = social("gapp", &format!("foreign~{sub}"), &sub);
+        body["oauth_consumer_key"] = json!("g-web");
+        let got = post(&p, &body).await?;
+        expect_error(
+            m,
+            "another application's google token",
+            &got,
+            403,
+            "IllegalAccessException",
+            "access_token",
+        )?;
+        assert!(
+            got.1["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("another application"),
+            "{m}: {}",
+            got.1
+        );
+        body["access_token"] = json!("refuse");
+        let got = post(&p, &body).await?;
+        expect_error(
+            m,
+            "tokeninfo refuses",
+            &got,
+            403,
+            "IllegalAccessException",
+            "access_token",
         )?;
 
         // Neither the access tokens nor the consumer secret are kept or logged.

@@ -246,6 +246,11 @@ pub struct SocialProviderSettings {
     pub introspection_client_id: Option<String>,
     #[serde(default)]
     pub introspection_client_secret: Option<SecretString>,
+    /// google: the tokeninfo endpoint asked, when `client_ids` is set (and there is no
+    /// introspection), which application a token was issued to (`aud`, `azp`).
+    /// Default `https://oauth2.googleapis.com/tokeninfo`.
+    #[serde(default)]
+    pub tokeninfo_url: Option<String>,
 }
 
 fn social_timeout_ms() -> u64 {

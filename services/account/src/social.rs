@@ -51,6 +51,7 @@ const RETIRED: &[&str] = &["foursquare", "gowalla"];
 
 const FACEBOOK_ME: &str = "https://graph.facebook.com/me";
 const GOOGLE_USERINFO: &str = "https://openidconnect.googleapis.com/v1/userinfo";
+const GOOGLE_TOKENINFO: &str = "https://oauth2.googleapis.com/tokeninfo";
 
 /// The largest provider answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -68,6 +69,9 @@ struct Provider {
     client_ids: Vec<String>,
     timeout: Duration,
     introspection: Option<Introspection>,
+    /// google with `client_ids` (and no introspection): Google's tokeninfo endpoint,
+    /// which names the application (`aud`, `azp`) a token was issued to.
+    tokeninfo: Option<reqwest::Url>,
 }
 
 /// Where and as whom a provider's tokens are introspected (RFC 7662).
@@ -163,6 +167,13 @@ impl Providers {
                 ]);
             let answer = self.ask(provider, p, request).await?;
             check_introspection(provider, &p.client_ids, &answer)?;
+        }
+        if let Some(url) = &p.tokeninfo {
+            let mut url = url.clone();
+            url.query_pairs_mut()
+                .append_pair("access_token", token.expose_secret());
+            let answer = self.ask(provider, p, self.http.get(url)).await?;
+            check_audience(provider, &p.client_ids, &answer)?;
         }
         let request = match p.kind {
             SocialProviderKind::Facebook => {
@@ -265,6 +276,16 @@ fn check_introspection(
             "{provider} says the access token is not active"
         )));
     }
+    check_audience(provider, client_ids, answer)
+}
+
+/// Whether the token an introspection or tokeninfo `answer` describes was issued to
+/// one of `client_ids` (any, when there are none).
+fn check_audience(
+    provider: &str,
+    client_ids: &[String],
+    answer: &Map<String, Value>,
+) -> Result<(), ApiError> {
     if client_ids.is_empty() {
         return Ok(());
     }
@@ -327,6 +348,21 @@ impl Provider {
                 })?,
             }),
         };
+        let tokeninfo = match (&p.tokeninfo_url, p.kind) {
+            (Some(_), SocialProviderKind::Facebook | SocialProviderKind::Oidc) => anyhow::bail!(
+                "account.social.providers.{name}.tokeninfo_url is Google's; an oidc provider has introspection_url"
+            ),
+            (url, SocialProviderKind::Google)
+                if !p.client_ids.is_empty() && introspection.is_none() =>
+            {
+                Some(http_url(
+                    name,
+                    "tokeninfo_url",
+                    url.as_deref().unwrap_or(GOOGLE_TOKENINFO),
+                )?)
+            }
+            _ => None,
+        };
         Ok(Self {
             kind: p.kind,
             userinfo_url,
@@ -334,6 +370,7 @@ impl Provider {
             client_ids: p.client_ids.clone(),
             timeout: Duration::from_millis(p.timeout_ms.max(1)),
             introspection,
+            tokeninfo,
         })
     }
 }
@@ -858,6 +895,9 @@ mod tests {
         assert!(!ok(json!({"active": false, "client_id": "web-app"})));
         assert!(!ok(json!({"active": "true", "client_id": "web-app"})));
         assert!(check_introspection("acme", &[], &answer(json!({"active": true}))).is_ok());
+        // Google's tokeninfo has no `active`: only the audience counts.
+        assert!(check_audience("google", &allowed, &answer(json!({"aud": "web-app"}))).is_ok());
+        assert!(check_audience("google", &allowed, &answer(json!({"aud": "x"}))).is_err());
     }
 
     #[test]
