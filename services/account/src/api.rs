@@ -67,9 +67,10 @@ pub struct SocialSignupRequest {
     #[schema(max_length = 255)]
     pub user_id: String,
     /// The provider's client id of the calling application. Required, and checked
-    /// (403 on this field), when the provider is configured with `client_ids`; a
-    /// provider with token introspection also checks that the token itself was
-    /// issued to one of them (403 on `access_token`).
+    /// (403 on this field), when the provider is configured with `client_ids`; the
+    /// provider is then also asked (RFC 7662 introspection where configured, Google's
+    /// tokeninfo for google) whether the token itself was issued to one of them
+    /// (403 on `access_token` if not).
     #[schema(max_length = 512)]
     pub oauth_consumer_key: Option<String>,
     /// Accepted for document 003's integrations; never stored or used.
