@@ -343,6 +343,23 @@ async fn a_good_token_creates_an_account_linked_to_the_identity() -> anyhow::Res
             "oauth_consumer_key",
         )?;
 
+        // A test account (deleted with its identity by the 24-hour purge).
+        let sub = unique("t-");
+        let mut body = social("google", &format!("ok~{sub}~-~0"), &sub);
+        body["account_type"] = json!("test");
+        let (status, created) = post(&p, &body).await?;
+        anyhow::ensure!(status == 201, "{m}: test account {status} {created}");
+        let id = created["account_id"]
+            .as_str()
+            .context("account_id")?
+            .to_owned();
+        let row = db(&p).await?.run(move |c| accounts::find(c, &id)).await?;
+        assert_eq!(row.account_type, "test", "{m}");
+        assert!(
+            row.expires_at.is_some() && row.password_hash.is_none(),
+            "{m}: {row:?}"
+        );
+
         // Google with client_ids: tokeninfo must say the token is this application's.
         let sub = unique("ga-");
         let mut body = social("gapp", &format!("ok~{sub}~-~0"), &sub);
