@@ -18,6 +18,11 @@
 //!   address its user confirmed, so facebook's is taken as verified.
 //! - The access token and `oauth_consumer_secret` are never stored or logged; the
 //!   secret is accepted (document 003 lists it) and otherwise ignored.
+//! - `oauth_consumer_key` is only what the caller says. Which application a token was
+//!   really issued to, only the provider knows: facebook's `appsecret_proof` binds the
+//!   call to the platform's app; a google provider with `client_ids` asks Google's
+//!   tokeninfo; an oidc provider does so by RFC 7662 introspection when configured.
+//!   Without that, another application's token for its user would sign up here.
 
 use crate::error::ApiError;
 use crate::signup::opt_str;
