@@ -338,6 +338,27 @@ admit_faketime_up() {
     fi
 }
 
+# --- Node.js, for the real OpenID Connect provider of the social sign-up tests ---
+
+# admit_oidc_provider_up DIR: Node.js and npm (apt-get when missing), then the pinned
+# oidc-provider of DIR/package-lock.json (`npm ci`) unless DIR/node_modules has it.
+admit_oidc_provider_up() {
+    local dir=$1 major
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        admit_apt_install "the OpenID Connect provider of the social sign-up tests" nodejs npm
+    fi
+    major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+    [ "$major" -ge 20 ] ||
+        admit_die "oidc-provider (tests/oidc) needs Node.js 20 or later; $(command -v node) is $(node --version 2>/dev/null)"
+    if [ ! -f "$dir/node_modules/oidc-provider/package.json" ]; then
+        admit_say "npm ci in $dir (oidc-provider, pinned by its package-lock.json)"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error </dev/null >&2) ||
+            admit_die "npm ci in $dir failed"
+    fi
+    export ADMIT_TEST_NODE
+    ADMIT_TEST_NODE=$(command -v node)
+}
+
 # --- build dependencies and toolchain ---
 
 admit_build_deps_up() {

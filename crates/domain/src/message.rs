@@ -37,6 +37,17 @@ pub enum Notification {
         /// ISO 639-1 language to render in; the mailer falls back to English.
         language: String,
     },
+    /// `POST /account`, implicit method: the account was created with a social
+    /// provider's identity (`provider`, its configured name) and this address, which
+    /// the provider vouched for. It has no password: a set-password link (a derived
+    /// token) lets the user choose one to sign in on the platform's pages.
+    SocialWelcome {
+        to: String,
+        account_id: String,
+        full_name: Option<String>,
+        provider: String,
+        language: String,
+    },
     /// SPEC §4: a partner created the account with `POST /api/account/`. Says who
     /// holds the data on whose behalf, gives the username and the portal link, and a
     /// set-password link (the token is derived from the message id with
@@ -114,6 +125,7 @@ impl Notification {
     pub fn kind(&self) -> &'static str {
         match self {
             Notification::Welcome { .. } => "welcome",
+            Notification::SocialWelcome { .. } => "social_welcome",
             Notification::PartnerAccount { .. } => "partner_account",
             Notification::SetPassword { .. } => "set_password",
             Notification::AlreadyRegistered { .. } => "already_registered",
@@ -124,6 +136,7 @@ impl Notification {
     pub fn recipient(&self) -> &str {
         match self {
             Notification::Welcome { to, .. }
+            | Notification::SocialWelcome { to, .. }
             | Notification::PartnerAccount { to, .. }
             | Notification::SetPassword { to, .. }
             | Notification::AlreadyRegistered { to, .. }
@@ -137,6 +150,7 @@ impl Notification {
         matches!(
             self,
             Notification::PartnerAccount { .. }
+                | Notification::SocialWelcome { .. }
                 | Notification::SetPassword { .. }
                 | Notification::AlreadyRegistered { .. }
         )

@@ -170,6 +170,8 @@ pub struct AccountSettings {
     /// limit of that endpoint.
     pub batch_max_users: usize,
     pub batch_max_body_bytes: usize,
+    /// Social sign-up (`POST /account`, implicit method): the providers it accepts.
+    pub social: SocialSettings,
     /// The CAPTCHA that a public application's sign-up needs in staging and
     /// production (SPEC.md §3).
     pub captcha: CaptchaSettings,
@@ -192,10 +194,108 @@ impl Default for AccountSettings {
             password_link_ttl_secs: 7 * 24 * 3600,
             batch_max_users: 10_000,
             batch_max_body_bytes: 16 * 1024 * 1024,
+            social: SocialSettings::default(),
             captcha: CaptchaSettings::default(),
             purge_every_secs: 600,
         }
     }
+}
+
+/// `account.social`: the social providers whose access tokens `POST /account` accepts
+/// (its implicit method). None by default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocialSettings {
+    /// By the name callers give as `provider_name` (`facebook`, `google`, `acme`).
+    pub providers: std::collections::BTreeMap<String, SocialProviderSettings>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SocialProviderKind {
+    /// Graph API `GET /me?fields=id,name,email` with `appsecret_proof`; subject `id`.
+    Facebook,
+    /// Google's OpenID Connect userinfo endpoint; subject `sub`.
+    Google,
+    /// Any OpenID Connect provider, by its userinfo endpoint; subject `sub`.
+    Oidc,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocialProviderSettings {
+    pub kind: SocialProviderKind,
+    /// The endpoint asked whom a token belongs to. Defaults: facebook
+    /// `https://graph.facebook.com/me`, google
+    /// `https://openidconnect.googleapis.com/v1/userinfo`; required for `oidc`.
+    #[serde(default)]
+    pub userinfo_url: Option<String>,
+    /// facebook: the app secret; every Graph call carries its `appsecret_proof`
+    /// (HMAC-SHA256 of the access token under it). Required for facebook.
+    #[serde(default)]
+    pub app_secret: Option<SecretString>,
+    /// The `oauth_consumer_key` values (the provider's client ids of the caller's
+    /// application) allowed to sign users up with this provider; empty: any. A list,
+    /// or one string of comma-separated ids (as an environment variable gives it).
+    #[serde(default, deserialize_with = "string_list")]
+    pub client_ids: Vec<String>,
+    /// How long the provider may take to answer, in milliseconds.
+    #[serde(default = "social_timeout_ms")]
+    pub timeout_ms: u64,
+    /// google, oidc: the provider's RFC 7662 introspection endpoint. With it a token
+    /// must be active and, when `client_ids` is set, issued to one of them: a token
+    /// another application obtained cannot sign up, whatever `oauth_consumer_key`
+    /// says. (Facebook's `appsecret_proof` binds tokens to the app instead.)
+    #[serde(default)]
+    pub introspection_url: Option<String>,
+    /// The platform's credentials at the introspection endpoint (HTTP Basic).
+    #[serde(default)]
+    pub introspection_client_id: Option<String>,
+    #[serde(default)]
+    pub introspection_client_secret: Option<SecretString>,
+    /// google: the tokeninfo endpoint asked, when `client_ids` is set (and there is no
+    /// introspection), which application a token was issued to (`aud`, `azp`).
+    /// Default `https://oauth2.googleapis.com/tokeninfo`.
+    #[serde(default)]
+    pub tokeninfo_url: Option<String>,
+}
+
+fn social_timeout_ms() -> u64 {
+    5_000
+}
+
+/// A list of strings given as a list, or as one comma-separated string (numbers,
+/// which environment variables parse into, are taken as their digits).
+fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Item {
+        Text(String),
+        Number(i64),
+    }
+    impl Item {
+        fn text(self) -> String {
+            match self {
+                Item::Text(s) => s,
+                Item::Number(n) => n.to_string(),
+            }
+        }
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(Item),
+        Many(Vec<Item>),
+    }
+    let items = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(item) => item
+            .text()
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .collect::<Vec<_>>(),
+        OneOrMany::Many(items) => items.into_iter().map(Item::text).collect(),
+    };
+    Ok(items.into_iter().filter(|s| !s.is_empty()).collect())
 }
 
 /// A siteverify endpoint: reCAPTCHA, hCaptcha and Cloudflare Turnstile all take a
@@ -465,6 +565,49 @@ mod tests {
         let f = dir.join("c.yaml");
         std::fs::write(&f, "mailer:\n  smtp:\n    hots: x\n").expect("write");
         assert!(Settings::load_with_env(Some(&f), Vec::new()).is_err());
+    }
+
+    #[test]
+    fn social_providers_come_from_the_environment() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("ADMIT__ACCOUNT__SOCIAL__PROVIDERS__ACME__KIND", "oidc"),
+                (
+                    "ADMIT__ACCOUNT__SOCIAL__PROVIDERS__ACME__USERINFO_URL",
+                    "http://127.0.0.1:1/userinfo",
+                ),
+                (
+                    "ADMIT__ACCOUNT__SOCIAL__PROVIDERS__ACME__CLIENT_IDS",
+                    "web-app, ios-app",
+                ),
+                (
+                    "ADMIT__ACCOUNT__SOCIAL__PROVIDERS__FACEBOOK__KIND",
+                    "facebook",
+                ),
+                (
+                    "ADMIT__ACCOUNT__SOCIAL__PROVIDERS__FACEBOOK__APP_SECRET",
+                    "fb-secret-value",
+                ),
+                (
+                    "ADMIT__ACCOUNT__SOCIAL__PROVIDERS__FACEBOOK__CLIENT_IDS",
+                    "1234567890",
+                ),
+            ]),
+        )
+        .expect("loads");
+        let acme = &s.account.social.providers["acme"];
+        assert_eq!(acme.kind, SocialProviderKind::Oidc);
+        assert_eq!(acme.client_ids, ["web-app", "ios-app"]);
+        assert_eq!(acme.timeout_ms, 5_000);
+        let fb = &s.account.social.providers["facebook"];
+        assert_eq!(fb.client_ids, ["1234567890"]);
+        assert!(!format!("{s:?}").contains("fb-secret-value"));
+        assert!(Settings::load_with_env(
+            None,
+            env(&[("ADMIT__ACCOUNT__SOCIAL__PROVIDERS__X__KIND", "myspace")])
+        )
+        .is_err());
     }
 
     #[test]

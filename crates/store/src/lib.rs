@@ -13,6 +13,7 @@
 
 pub mod accounts;
 pub mod grants;
+pub mod identities;
 pub mod mail;
 pub mod outbox;
 pub mod partners;
@@ -71,6 +72,8 @@ pub enum Backend {
 pub enum Conflict {
     Contact,
     Username,
+    /// A social identity (provider and subject) that an account already has.
+    Identity,
     Other,
 }
 
@@ -101,6 +104,8 @@ impl From<DieselError> for StoreError {
                     StoreError::Conflict(Conflict::Contact)
                 } else if what.contains("username") {
                     StoreError::Conflict(Conflict::Username)
+                } else if what.contains("identities") {
+                    StoreError::Conflict(Conflict::Identity)
                 } else {
                     StoreError::Conflict(Conflict::Other)
                 }

@@ -218,7 +218,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    identities (id) {
+        id -> Text,
+        account_id -> Text,
+        provider -> Text,
+        subject -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(contacts -> accounts (account_id));
+diesel::joinable!(identities -> accounts (account_id));
 diesel::joinable!(clients -> partners (partner_id));
 diesel::joinable!(api_keys -> partners (partner_id));
 diesel::joinable!(auth_codes -> grants (grant_id));
@@ -242,5 +253,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     password_tokens,
     memberships,
     registration_failures,
-    idempotency_keys
+    idempotency_keys,
+    identities
 );

@@ -2,6 +2,7 @@
 
 use admit_domain::{Envelope, Notification};
 use admit_store::accounts::{self, AccountRow, ContactRow};
+use admit_store::identities::{self, IdentityRow};
 use admit_store::mail::{self, Claim, MailStatus, Wanted};
 use admit_store::testing::TestDatabase;
 use admit_store::{outbox, Conflict, StoreError};
@@ -468,6 +469,182 @@ async fn set_password_links_are_single_use_expiring_and_replaced_by_newer_ones(
             .write(move |c| registrations::spend_password_token(c, "gone", at))
             .await?
             .is_none());
+    }
+    Ok(())
+}
+
+fn identity(account_id: &str, provider: &str, subject: &str) -> IdentityRow {
+    IdentityRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        account_id: account_id.into(),
+        provider: provider.into(),
+        subject: subject.into(),
+        created_at: admit_store::now(),
+    }
+}
+
+#[tokio::test]
+async fn one_account_per_social_identity_on_every_backend() -> anyhow::Result<()> {
+    for (backend, tdb) in TestDatabase::each()? {
+        let db = tdb.db()?;
+        db.write(|c| {
+            identities::insert_account(
+                c,
+                &account("s1", None),
+                &[email("s1", "sam@example.com")],
+                &identity("s1", "acme", "sub-1"),
+            )
+        })
+        .await?;
+        // The same provider and subject again: refused, and nothing of it is kept.
+        let again = db
+            .write(|c| {
+                identities::insert_account(
+                    c,
+                    &account("s2", None),
+                    &[email("s2", "other@example.com")],
+                    &identity("s2", "acme", "sub-1"),
+                )
+            })
+            .await;
+        assert!(
+            matches!(again, Err(StoreError::Conflict(Conflict::Identity))),
+            "{backend}: {again:?}"
+        );
+        // A new identity whose address another account has: refused on the contact,
+        // and the identity row is rolled back with the rest.
+        let taken_email = db
+            .write(|c| {
+                identities::insert_account(
+                    c,
+                    &account("s3", None),
+                    &[email("s3", "SAM@example.com")],
+                    &identity("s3", "acme", "sub-3"),
+                )
+            })
+            .await;
+        assert!(
+            matches!(taken_email, Err(StoreError::Conflict(Conflict::Contact))),
+            "{backend}: {taken_email:?}"
+        );
+        assert_eq!(db.run(accounts::count).await?, 1, "{backend}");
+        assert_eq!(
+            db.run(|c| identities::find_account(c, "acme", "sub-3"))
+                .await?,
+            None,
+            "{backend}"
+        );
+        // The same subject at another provider is another identity; no contact at all
+        // is fine too.
+        db.write(|c| {
+            identities::insert_account(
+                c,
+                &account("s4", None),
+                &[],
+                &identity("s4", "facebook", "sub-1"),
+            )
+        })
+        .await?;
+        assert_eq!(
+            db.run(|c| identities::find_account(c, "acme", "sub-1"))
+                .await?
+                .as_deref(),
+            Some("s1"),
+            "{backend}"
+        );
+        assert_eq!(
+            db.run(|c| identities::find_account(c, "facebook", "sub-1"))
+                .await?
+                .as_deref(),
+            Some("s4"),
+            "{backend}"
+        );
+        let linked = db.run(|c| identities::for_account(c, "s1")).await?;
+        assert_eq!(linked.len(), 1, "{backend}");
+        assert_eq!(
+            (linked[0].provider.as_str(), linked[0].subject.as_str()),
+            ("acme", "sub-1")
+        );
+
+        // Concurrent sign-ups with one identity: exactly one account.
+        let tasks: Vec<_> = (0..6)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let id = format!("race{i}");
+                    db.write(move |c| {
+                        identities::insert_account(
+                            c,
+                            &account(&id, None),
+                            &[],
+                            &identity(&id, "acme", "racer"),
+                        )
+                    })
+                    .await
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            match t.await? {
+                Ok(()) => won += 1,
+                Err(StoreError::Conflict(Conflict::Identity)) => {}
+                // PostgreSQL may report a loser of the race as a serialization
+                // failure; SQLite as busy: both are retryable, nothing written.
+                Err(StoreError::Unavailable(_)) => {}
+                Err(e) => anyhow::bail!("{backend}: {e}"),
+            }
+        }
+        assert_eq!(won, 1, "{backend}");
+        assert_eq!(db.run(accounts::count).await?, 3, "{backend}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn expired_test_accounts_are_purged_with_their_identities() -> anyhow::Result<()> {
+    for (backend, tdb) in TestDatabase::each()? {
+        let db = tdb.db()?;
+        let now = admit_store::now();
+        let mut test = account("t1", None);
+        test.account_type = "test".into();
+        test.expires_at = Some(now - Duration::minutes(1));
+        db.write(move |c| {
+            identities::insert_account(c, &test, &[], &identity("t1", "acme", "tester"))?;
+            identities::insert_account(
+                c,
+                &account("k1", None),
+                &[],
+                &identity("k1", "acme", "keeper"),
+            )
+        })
+        .await?;
+        let purged = db
+            .write(move |c| admit_store::purge::expired_test_accounts(c, now))
+            .await?
+            .expect("unlocked");
+        assert_eq!(purged.accounts, 1, "{backend}");
+        assert!(
+            purged.rows.contains(&("identities", 1)),
+            "{backend}: {purged:?}"
+        );
+        assert!(db
+            .run(|c| identities::for_account(c, "t1"))
+            .await?
+            .is_empty());
+        assert_eq!(
+            db.run(|c| identities::find_account(c, "acme", "tester"))
+                .await?,
+            None,
+            "{backend}"
+        );
+        assert_eq!(
+            db.run(|c| identities::find_account(c, "acme", "keeper"))
+                .await?
+                .as_deref(),
+            Some("k1"),
+            "{backend}"
+        );
     }
     Ok(())
 }

@@ -31,6 +31,61 @@ pub struct SignupRequest {
     pub account_type: Option<AccountTypeDoc>,
 }
 
+/// `POST /account`'s body: the explicit method (contacts and a password) or the
+/// implicit one (a social provider's access token). A body with `access_token` or
+/// `provider_name` is the implicit method.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum SignupBody {
+    Explicit(SignupRequest),
+    Implicit(SocialSignupRequest),
+}
+
+/// `POST /account`, implicit method (document 003): sign-up with a social provider's
+/// access token. The platform asks the provider whom the token belongs to (facebook:
+/// Graph `/me` with `appsecret_proof`; google and OpenID Connect providers: their
+/// userinfo endpoint), requires that user to be `user_id`, and creates an account
+/// linked to that identity, without a password. The provider's address is kept, as
+/// confirmed, only when the provider says it is verified; an address that belongs to
+/// an existing account is refused (409 on `access_token`), never linked to it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"provider_name":"google","access_token":"ya29.a0Af…","user_id":"110169484474386276334","oauth_consumer_key":"1234.apps.googleusercontent.com","locale":"eng-US"}))]
+pub struct SocialSignupRequest {
+    /// The provider's access token for the user; asked about, never stored. A token
+    /// the provider refuses, or a provider that fails or does not answer in time, is
+    /// 403 on this field.
+    #[schema(max_length = 4096)]
+    pub access_token: String,
+    /// A provider configured in `account.social.providers` (`facebook`, `google`, or
+    /// a named OpenID Connect provider). `foursquare` and `gowalla`, which document
+    /// 003 names, no longer exist: 400.
+    #[schema(max_length = 64)]
+    pub provider_name: String,
+    /// The user's identifier at the provider (OIDC `sub`, Facebook `id`): must be the
+    /// token's user (else 403 on this field). An identity registers one account
+    /// (409 on this field the second time).
+    #[schema(max_length = 255)]
+    pub user_id: String,
+    /// The provider's client id of the calling application. Required, and checked
+    /// (403 on this field), when the provider is configured with `client_ids`; the
+    /// provider is then also asked (RFC 7662 introspection where configured, Google's
+    /// tokeninfo for google) whether the token itself was issued to one of them
+    /// (403 on `access_token` if not).
+    #[schema(max_length = 512)]
+    pub oauth_consumer_key: Option<String>,
+    /// Accepted for document 003's integrations; never stored or used.
+    #[schema(max_length = 1024)]
+    pub oauth_consumer_secret: Option<String>,
+    /// ISO 639-3, optionally `-` and ISO 3166-1 alpha-2: `eng`, `eng-US`.
+    #[schema(pattern = "^[A-Za-z]{3}(-[A-Za-z]{2})?$")]
+    pub locale: Option<String>,
+    /// When the access token expires: RFC 3339, `20261203T100000+0000`, or Unix
+    /// seconds. A time in the past is refused (400).
+    #[schema(value_type = Option<String>)]
+    pub expiration_time: Option<serde_json::Value>,
+    pub account_type: Option<AccountTypeDoc>,
+}
+
 /// Document 003's CAPTCHA object. Required of a public application (`X-Client-Id`) in
 /// the staging and production stages, skipped in development and integration. The
 /// platform POSTs `response` to the configured siteverify endpoint (reCAPTCHA,
@@ -129,6 +184,8 @@ impl utoipa::Modify for PartnerSecurity {
         crate::batch::user_create
     ),
     components(schemas(
+        SignupBody,
+        SocialSignupRequest,
         SignupRequest,
         SignupResponse,
         ErrorBody,

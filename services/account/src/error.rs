@@ -32,6 +32,10 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     IllegalAccess(String),
+    /// An `IllegalAccessException` (403) that names the field at fault (the social
+    /// sign-up's `access_token`, `user_id`, `oauth_consumer_key`).
+    #[error("{message}")]
+    IllegalAccessAt { field: String, message: String },
     #[error("{message}")]
     ContactAlreadyUsed { field: String, message: String },
     #[error("this username is already used")]
@@ -66,7 +70,9 @@ impl ApiError {
             ApiError::IdempotencyMismatch => "IdempotencyKeyReusedException",
             ApiError::IdempotencyInProgress => "IdempotencyKeyInProgressException",
             ApiError::Unauthorized(_) => "UnauthorizedException",
-            ApiError::IllegalAccess(_) => "IllegalAccessException",
+            ApiError::IllegalAccess(_) | ApiError::IllegalAccessAt { .. } => {
+                "IllegalAccessException"
+            }
             ApiError::ContactAlreadyUsed { .. } => "ContactAlreadyUsedException",
             ApiError::UsernameAlreadyUsed => "UsernameAlreadyUsedException",
             ApiError::Unavailable(_) => "ServiceUnavailableException",
@@ -77,6 +83,7 @@ impl ApiError {
     fn field(&self) -> Option<&str> {
         match self {
             ApiError::InvalidArgument { field, .. }
+            | ApiError::IllegalAccessAt { field, .. }
             | ApiError::ContactAlreadyUsed { field, .. }
             | ApiError::BatchTooLarge { field, .. } => Some(field),
             ApiError::IdempotencyMismatch | ApiError::IdempotencyInProgress => {
@@ -99,7 +106,7 @@ impl ResponseError for ApiError {
             ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::IdempotencyInProgress => StatusCode::CONFLICT,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::IllegalAccess(_) => StatusCode::FORBIDDEN,
+            ApiError::IllegalAccess(_) | ApiError::IllegalAccessAt { .. } => StatusCode::FORBIDDEN,
             ApiError::ContactAlreadyUsed { .. } | ApiError::UsernameAlreadyUsed => {
                 StatusCode::CONFLICT
             }
@@ -145,6 +152,10 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(Conflict::Contact) => ApiError::ContactAlreadyUsed {
                 field: "contacts".into(),
                 message: "this contact is already registered with an account".into(),
+            },
+            StoreError::Conflict(Conflict::Identity) => ApiError::ContactAlreadyUsed {
+                field: "user_id".into(),
+                message: "this social identity is already registered with an account".into(),
             },
             other => ApiError::Internal(other.to_string()),
         }

@@ -14,6 +14,7 @@ pub mod partner;
 pub mod partner_api;
 pub mod password;
 pub mod signup;
+pub mod social;
 
 use crate::error::ApiError;
 use crate::hasher::HashPool;
@@ -63,6 +64,8 @@ pub struct AccountState {
     pub batch_max_body_bytes: usize,
     /// Verifies public applications' CAPTCHAs at siteverify.
     pub captcha: captcha::Verifier,
+    /// The social providers of `POST /account`'s implicit method.
+    pub social: social::Providers,
     created: prometheus::IntCounter,
 }
 
@@ -94,6 +97,7 @@ impl AccountState {
             batch_max_users: settings.account.batch_max_users.max(1),
             batch_max_body_bytes: settings.account.batch_max_body_bytes,
             captcha: captcha::Verifier::new(&settings.account.captcha)?,
+            social: social::Providers::new(&settings.account.social)?,
             outbox_wake,
             created,
         })
@@ -146,7 +150,7 @@ fn caller(req: &HttpRequest) -> Caller {
     }
 }
 
-/// Creates an account (SPEC.md §3, explicit method).
+/// Creates an account (SPEC.md §3, explicit and implicit methods).
 #[utoipa::path(
     post,
     path = "/account",
@@ -156,13 +160,13 @@ fn caller(req: &HttpRequest) -> Caller {
         ("is_enabled" = Option<bool>, Query, description = "false leaves the account pending until a contact is confirmed (default true)."),
         ("X-Client-Id" = Option<String>, Header, description = "A registered public application's client id (an unknown or confidential one is 401). In staging and production its sign-up needs `recaptcha`."),
     ),
-    request_body = api::SignupRequest,
+    request_body = api::SignupBody,
     responses(
         (status = 201, description = "Created", body = api::SignupResponse),
-        (status = 400, description = "A field is malformed or missing; `field` names it", body = api::ErrorBody),
+        (status = 400, description = "A field is malformed or missing, or `provider_name` is not a configured provider; `field` names it", body = api::ErrorBody),
         (status = 401, description = "No caller credential (staging and production), a bearer token or API key that is not valid, or an X-Client-Id that names no registered public application", body = api::ErrorBody),
-        (status = 403, description = "reCAPTCHA failed (IllegalAccessException), or the access token lacks the scope accounts:create", body = api::ErrorBody),
-        (status = 409, description = "Contact or username already used", body = api::ErrorBody),
+        (status = 403, description = "reCAPTCHA failed (IllegalAccessException), or the access token lacks the scope accounts:create; implicit method: the provider refused, failed or did not answer in time (`access_token`), the token is another user's (`user_id`), or the application may not use the provider (`oauth_consumer_key`)", body = api::ErrorBody),
+        (status = 409, description = "Contact, username or social identity (`user_id`) already used; implicit method: the provider's address belongs to an account (`access_token`), which is never linked automatically", body = api::ErrorBody),
         (status = 413, description = "Body over the configured limit", body = api::ErrorBody),
         (status = 503, description = "A dependency is unavailable (the database, or a siteverify endpoint that is down or slower than account.captcha.timeout_ms); retry", body = api::ErrorBody),
     )
@@ -195,21 +199,22 @@ pub async fn create_account(
     };
     let body = read_body(payload, state.max_body_bytes).await?;
     let map = signup::parse_body(&body)?;
-    if signup::is_implicit(&map) {
-        return Err(ApiError::invalid(
-            "access_token",
-            "sign-up with a social provider's token is not available on this platform yet",
-        ));
-    }
-    let new = signup::explicit(&map, &state.policy)?;
+    // The implicit method (a social provider's token) or the explicit one.
+    let method = if signup::is_implicit(&map) {
+        Method::Implicit(social::parse(&map, &state.social)?)
+    } else {
+        Method::Explicit(signup::explicit(&map, &state.policy)?)
+    };
     if !options.is_enabled {
         return Err(ApiError::invalid(
             "is_enabled",
             "pending accounts are not available yet",
         ));
     }
-    // Development and integration skip the CAPTCHA, as document 003 says.
-    if let (Some(client_id), true) = (&public_client, state.stage.is_strict()) {
+    // Development and integration skip the CAPTCHA, as document 003 says. The
+    // implicit method has no recaptcha field: the provider's token is the proof.
+    let explicit = matches!(method, Method::Explicit(_));
+    if let (Some(client_id), true) = (&public_client, state.stage.is_strict() && explicit) {
         let Some(submitted) = signup::recaptcha(&map)? else {
             return Err(ApiError::invalid(
                 "recaptcha",
@@ -222,7 +227,10 @@ pub async fn create_account(
             .await?;
     }
 
-    let registered = register(&state, &new, options.auto_sign_in).await?;
+    let registered = match method {
+        Method::Explicit(new) => register(&state, &new, options.auto_sign_in).await?,
+        Method::Implicit(signup) => social::register(&state, signup, options.auto_sign_in).await?,
+    };
     signed_up(registered)
 }
 
@@ -265,6 +273,14 @@ async fn public_client(state: &AccountState, id: String) -> Result<String, ApiEr
         Some(c) if c.is_public => Ok(id),
         _ => Err(unknown()),
     }
+}
+
+/// The two ways of document 003 to create an account.
+enum Method {
+    /// Contacts and a password.
+    Explicit(NewAccount),
+    /// A social provider's access token.
+    Implicit(social::SocialSignup),
 }
 
 /// The partner behind `Authorization: Bearer …` (an access token or an API key).
@@ -335,7 +351,8 @@ pub(crate) fn password_link(
         Notification::PartnerAccount { account_id, .. }
         | Notification::SetPassword { account_id, .. }
         | Notification::AlreadyRegistered { account_id, .. }
-        | Notification::Welcome { account_id, .. } => account_id.clone(),
+        | Notification::Welcome { account_id, .. }
+        | Notification::SocialWelcome { account_id, .. } => account_id.clone(),
         Notification::RegistrationFailed { .. } => String::new(),
     };
     let token = admit_domain::secret::link_token(

@@ -119,6 +119,15 @@ impl Renderer {
                 language,
                 context! { name => full_name, username => username, accent => DEFAULT_ACCENT },
             ),
+            Notification::SocialWelcome {
+                full_name,
+                provider,
+                language,
+                ..
+            } => (
+                language,
+                context! { name => full_name, provider => provider, accent => DEFAULT_ACCENT },
+            ),
             Notification::PartnerAccount {
                 partner,
                 full_name,
@@ -633,5 +642,37 @@ mod tests {
         let envelope = &every_kind("en", &brand("Acme\r\nBcc: x@example.com", None))[1];
         let m = r.render(envelope).expect("render");
         assert!(!m.subject.contains('\n') && !m.subject.contains('\r'));
+    }
+
+    #[test]
+    fn a_social_welcome_names_the_provider_and_offers_a_password_in_every_language() {
+        let r = renderer();
+        for (lang, word) in [
+            ("en", "Welcome"),
+            ("fr", "Bienvenue"),
+            ("de", "Willkommen"),
+            ("nl", "Welkom"),
+        ] {
+            let e = Envelope::new(Notification::SocialWelcome {
+                to: "sam@example.com".into(),
+                account_id: "a1".into(),
+                full_name: Some("Sam Social".into()),
+                provider: "google".into(),
+                language: lang.into(),
+            });
+            let m = r.render(&e).expect("render");
+            assert!(m.subject.starts_with(word), "{lang}: {}", m.subject);
+            let link = r.set_password_url(&e.id.to_string());
+            for body in [&m.text, &unslash(&m.html)] {
+                assert!(
+                    body.contains("google") && body.contains("Sam Social"),
+                    "{lang}: {body}"
+                );
+                assert!(
+                    links(body).iter().any(|l| l.starts_with(&link)),
+                    "{lang}: {body}"
+                );
+            }
+        }
     }
 }
