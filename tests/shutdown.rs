@@ -531,3 +531,51 @@ async fn a_mailer_stopped_mid_batch_loses_no_email_and_sends_none_twice() -> any
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_mailer_stopped_while_its_batch_waits_for_more_sends_the_batch_first(
+) -> anyhow::Result<()> {
+    // Batches of up to 64 wait 3 s for company: 20 queued emails are read at once and
+    // held for the window, and the stop lands while they are held.
+    let t = Topology::new(&[
+        ("ADMIT_SHUTDOWN_GRACE_MS", "0"),
+        ("ADMIT__MAILER__CONCURRENCY", "64"),
+        ("ADMIT__MAILER__BATCH_WINDOW_MS", "3000"),
+    ])?;
+    let account = t.start("admit-account")?;
+    let n = 20;
+    let emails = t.create_accounts(&account.url, n, &unique("w")).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while t.stream_len().await? < n {
+        anyhow::ensure!(Instant::now() < deadline, "the relay does not publish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mailer = t.start("admit-mailer")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pending_entries(&t).await? < n as i64 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the mailer does not read the queue"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(t.smtp.messages().is_empty(), "the batch is still waiting");
+    let (mailer, status) = tokio::task::spawn_blocking(move || {
+        let mut mailer = mailer;
+        let status = mailer.terminate();
+        (mailer, status)
+    })
+    .await?;
+    assert!(status?.success(), "{}", mailer.log_text());
+    // Sent before the process ended, not left for another replica's take-over.
+    let counts = by_recipient(&t.smtp.messages());
+    for e in &emails {
+        assert_eq!(counts.get(e).copied(), Some(1), "{e}");
+    }
+    assert_eq!(
+        pending_entries(&t).await?,
+        0,
+        "entries left on the stopped consumer"
+    );
+    Ok(())
+}
