@@ -104,7 +104,7 @@ where
             .default_service(web::to(not_found))
     })
     .disable_signals()
-    .shutdown_timeout(30)
+    .shutdown_timeout(drain_timeout().as_secs().max(1))
     .listen(listener)?;
     let addr = server
         .addrs()
@@ -126,6 +126,18 @@ pub fn grace(default: Duration) -> Duration {
         .and_then(|v| v.parse().ok())
         .map(Duration::from_millis)
         .unwrap_or(default)
+}
+
+/// How long the server waits, once it stopped accepting, for in-flight requests
+/// (and keep-alive connections finishing their current response) before it closes
+/// what is left: `ADMIT_SHUTDOWN_DRAIN_SECS`, else 30 s. The Kubernetes chart sets
+/// it with the grace below, and its `terminationGracePeriodSeconds` covers both.
+pub fn drain_timeout() -> Duration {
+    std::env::var("ADMIT_SHUTDOWN_DRAIN_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(30))
 }
 
 async fn not_found() -> actix_web::HttpResponse {

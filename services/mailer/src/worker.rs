@@ -101,8 +101,9 @@ pub fn outcome_counter() -> IntCounterVec {
 }
 
 impl Worker {
-    /// Runs until `stop`; the batch in hand is finished first, and what was not
-    /// started stays pending for the next consumer.
+    /// Runs until `stop`; every delivery already read from the queue is handled
+    /// (sent and recorded, or left to retry) before it returns, and what was not
+    /// read stays in the stream for the next consumer.
     pub async fn run(self, stop: CancellationToken) {
         let mut backoff = Duration::from_millis(200);
         let max = self.config.concurrency.max(1);
@@ -117,10 +118,11 @@ impl Worker {
                 },
                 _ = stop.cancelled() => break,
             };
-            let batch = tokio::select! {
-                r = self.receive_batch(max) => r,
-                _ = stop.cancelled() => break,
-            };
+            // Not raced against `stop`: a read that Redis answered would leave its
+            // entries pending on this consumer, unsent until another replica takes
+            // them over after `claim_idle_ms`. The read blocks for at most a second,
+            // and a stop cuts the batch window short instead.
+            let batch = self.receive_batch(max, &stop).await;
             match batch {
                 Ok(deliveries) => {
                     backoff = Duration::from_millis(200);
@@ -150,15 +152,28 @@ impl Worker {
     /// Up to `max` deliveries. A short batch waits `batch_window` for company, so
     /// that under a steady trickle the per-batch costs (one claim transaction, one
     /// record transaction, one acknowledgement) are shared by several messages.
-    async fn receive_batch(&self, max: usize) -> Result<Vec<Delivery>, admit_queue::QueueError> {
+    /// On `stop` the window is cut short and what was received is still returned, to
+    /// be handled before the worker ends.
+    async fn receive_batch(
+        &self,
+        max: usize,
+        stop: &CancellationToken,
+    ) -> Result<Vec<Delivery>, admit_queue::QueueError> {
         let mut batch = self.queue.receive(max, Duration::from_secs(1)).await?;
-        if !batch.is_empty() && batch.len() < max && !self.config.batch_window.is_zero() {
-            tokio::time::sleep(self.config.batch_window).await;
-            batch.extend(
-                self.queue
-                    .receive(max - batch.len(), Duration::ZERO)
-                    .await?,
-            );
+        if !batch.is_empty()
+            && batch.len() < max
+            && !self.config.batch_window.is_zero()
+            && !stop.is_cancelled()
+        {
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.batch_window) => {}
+                _ = stop.cancelled() => {}
+            }
+            // A failed second read must not drop the first one's entries.
+            match self.queue.receive(max - batch.len(), Duration::ZERO).await {
+                Ok(more) => batch.extend(more),
+                Err(e) => tracing::warn!(error = %e, "cannot read more of the queue"),
+            }
         }
         Ok(batch)
     }
