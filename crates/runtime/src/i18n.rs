@@ -106,6 +106,24 @@ pub fn text(lang: Lang, key: &str, args: &[(&str, FluentValue<'static>)]) -> Str
         .unwrap_or_else(|| key.to_owned())
 }
 
+/// Whether `key` is a message of the English file (every key must be; the other
+/// languages are checked against it).
+pub fn is_key(key: &str) -> bool {
+    include_str!("../locales/en/pages.ftl")
+        .lines()
+        .any(|l| l.split_once(" =").is_some_and(|(k, _)| k == key))
+}
+
+/// The keys a template passes to `t("…")` literally, for tests that every one has a
+/// text.
+pub fn keys_in_template(source: &str) -> Vec<&str> {
+    source
+        .split("t(\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect()
+}
+
 /// The minijinja function `t(key, name=value, …)`: the text of `key` in the language
 /// of the template's `lang` variable.
 pub fn template_function(

@@ -530,4 +530,53 @@ mod tests {
             "the link carries return_to encoded"
         );
     }
+
+    #[test]
+    fn every_text_of_every_page_is_translated_in_every_language() {
+        use admit_runtime::i18n;
+        let pages = admit_runtime::web::Pages::new(TEMPLATES).expect("templates parse");
+        for (name, source) in TEMPLATES {
+            let keys = i18n::keys_in_template(source);
+            assert!(!keys.is_empty(), "{name} has no translated text");
+            for key in keys {
+                assert!(i18n::is_key(key), "{name}: {key} has no text");
+            }
+            for lang in admit_domain::locale::EMAIL_LANGUAGES {
+                let ctx = context! {
+                    lang, csrf => "tok", return_to => "/", token => "t", name => "Ada",
+                    min_length => 6, max_length => 18, minutes => 60, partner_name => "Acme",
+                };
+                let html = pages.render(name, &ctx).expect(name);
+                assert!(
+                    html.contains(&format!("<html lang=\"{lang}\">")),
+                    "{name} {lang}"
+                );
+            }
+        }
+        // The keys the handlers pass to the error pages and forms.
+        for key in [
+            "error-form-title",
+            "error-form-message",
+            "error-csrf-title",
+            "error-csrf-message",
+            "error-unavailable-title",
+            "error-unavailable-message",
+            "error-link-title",
+            "error-set-link-message",
+            "error-reset-link-message",
+            "login-missing",
+            "login-wrong",
+            "login-too-many",
+            "signup-email-invalid",
+            "signup-email-taken",
+            "signup-name-long",
+            "password-length",
+            "password-control",
+            "password-common",
+            "password-mismatch",
+            "forgot-invalid",
+        ] {
+            assert!(i18n::is_key(key), "{key}");
+        }
+    }
 }

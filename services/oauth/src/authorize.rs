@@ -583,3 +583,49 @@ async fn issue(
     let uri = with_params(&checked.redirect_uri, checked.is_implicit(), &borrowed);
     pages::redirect(&uri).finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use admit_runtime::i18n;
+
+    #[test]
+    fn the_consent_page_and_the_error_messages_have_texts() {
+        for (_, source) in TEMPLATES {
+            for key in i18n::keys_in_template(source) {
+                assert!(i18n::is_key(key), "{key}");
+            }
+        }
+        for scope in [
+            "openid",
+            "profile",
+            "email",
+            "accounts:create",
+            "offline_access",
+            "x",
+        ] {
+            assert!(i18n::is_key(describe(scope).0), "{scope}");
+        }
+        for key in [
+            "error-authorize-title",
+            "authorize-unreadable",
+            "authorize-param-twice",
+            "authorize-no-client",
+            "authorize-unknown-client",
+            "authorize-redirect-unregistered",
+            "authorize-no-redirect",
+            "authorize-form-unreadable",
+            "authorize-signed-out",
+        ] {
+            assert!(i18n::is_key(key), "{key}");
+        }
+        let twice = parse(
+            "client_id=a&client_id=b",
+            Lang::from_code("fr").unwrap_or_default(),
+        );
+        assert_eq!(
+            twice.err().as_deref(),
+            Some("Le paramètre client_id apparaît deux fois.")
+        );
+    }
+}
