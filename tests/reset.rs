@@ -420,3 +420,68 @@ async fn reset_on_the_production_topology_through_a_real_smtp_server() -> anyhow
     assert_eq!(agent.get(&link).await?.status, 410);
     Ok(())
 }
+
+/// An account a partner registered has no password until one is chosen (as one made
+/// with a social provider): a reset gives it one, enables it, and retires the
+/// partner's set-password link.
+#[tokio::test]
+async fn reset_gives_a_password_to_an_account_that_had_none() -> anyhow::Result<()> {
+    let p = Platform::embedded(&[])?;
+    let partner = p.cli(&["partner", "create", "--name", "Velo Lease"])?;
+    let pid = partner["partner_id"].as_str().context("partner_id")?;
+    let key = p.cli(&["api-key", "create", "--partner", pid])?;
+    let key = key["api_key"].as_str().context("api_key")?;
+    p.cli(&["plan-code", "add", "--partner", pid, "PLAN-A"])?;
+    let email = format!("{}@example.com", unique("nopass"));
+    let res = http()
+        .post(format!("{}/receiver/APIv3/user.create", p.accounts))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"user": {
+            "BikePlanCode": "PLAN-A", "FirstName": "Jane", "LastName": "Johansson",
+            "Email": email, "Language": "NL", "ContractType": "",
+            "partner_EmployeeID": unique("e"), "PersonnelNumber": "A1"
+        }}))
+        .send()
+        .await?;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await?;
+    assert_eq!(body["results"][0]["status"], "created", "{body}");
+    // The partner's email with its set-password link.
+    let mailbox = Mailbox::Inbox(&p.accounts);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let set_link = loop {
+        let all: Vec<Value> = http()
+            .get(format!("{}/dev/inbox.json", p.accounts))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let link = all
+            .iter()
+            .filter(|m| m["to"] == email.as_str())
+            .filter_map(|m| m["text"].as_str())
+            .flat_map(str::split_whitespace)
+            .find(|w| w.contains("/password/set?token="))
+            .map(str::to_owned);
+        if let Some(l) = link {
+            break l;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no set-password email");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // No password yet: nothing signs in.
+    let refused = Agent::new()?.login(&p.accounts, &email, NEW).await?;
+    assert_eq!(refused.status, 401);
+
+    let mut agent = Agent::new()?;
+    let (status, _) = ask(&mut agent, &p.accounts, &email).await?;
+    assert_eq!(status, 200);
+    let link = mailbox.reset_links(&email, 1).await?.remove(0);
+    let (status, page) = reset_at(&mut agent, &p.accounts, &link, NEW, NEW).await?;
+    assert_eq!(status, 200, "{page}");
+    let signed_in = Agent::new()?.login(&p.accounts, &email, NEW).await?;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    // The older set-password link cannot change the password again.
+    assert_eq!(Agent::new()?.get(&set_link).await?.status, 410);
+    Ok(())
+}
