@@ -770,6 +770,66 @@ fn urlencode(s: &str) -> String {
         .to_owned()
 }
 
+/// SPEC §4: choosing the password from the partner's email ends other ways in, but
+/// not the grant the partner got with the account: its refresh token still works.
+#[tokio::test]
+async fn setting_the_password_keeps_the_grant_the_partner_got_with_the_account(
+) -> anyhow::Result<()> {
+    let p = Platform::embedded(&[])?;
+    let partner = velo(&p)?;
+    let token = client_credentials(&p.issuer, &partner).await?;
+    let email = format!("{}@example.com", unique("keep"));
+    let (status, body) = post_json(
+        &format!("{}/api/account/", p.accounts),
+        &token,
+        &doc_002_body(&email, &unique("keep")),
+        &[],
+    )
+    .await?;
+    assert_eq!(status, 201, "{body}");
+    let code = body["account"]["accessToken"]["code"]
+        .as_str()
+        .context("code")?;
+    let tokens: Value = http()
+        .post(format!("{}/oauth/token", p.issuer))
+        .basic_auth(&partner.client_id, Some(&partner.client_secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", partner.redirect_uri.as_str()),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let refresh = tokens["refresh_token"]
+        .as_str()
+        .with_context(|| format!("refresh_token in {tokens}"))?
+        .to_owned();
+    let mail = inbox(&p.accounts, &email, 1).await?;
+    let link = set_password_link(mail[0]["text"].as_str().unwrap_or_default())?;
+    let mut user = Agent::new()?;
+    let page = user.get(&link).await?;
+    let mut form = hidden_fields(&page.body);
+    form.push(("password".into(), "chosen-pass-1".into()));
+    form.push(("password_confirm".into(), "chosen-pass-1".into()));
+    let done = user
+        .post(&format!("{}/password/set", p.accounts), &form)
+        .await?;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let refreshed = http()
+        .post(format!("{}/oauth/token", p.issuer))
+        .basic_auth(&partner.client_id, Some(&partner.client_secret))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+        ])
+        .send()
+        .await?;
+    assert_eq!(refreshed.status(), 200, "the partner's grant was revoked");
+    Ok(())
+}
+
 // --- links never come from Host ---------------------------------------------------
 
 #[tokio::test]

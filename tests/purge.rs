@@ -6,7 +6,7 @@
 //! clock removes them, counted table by table, and leaves a standard account alone.
 
 use admit_e2e::platform::{hidden_fields, query_of, Agent, Platform};
-use admit_e2e::{faked_clock, http, real_clock, unique, Proc, SmtpCapture};
+use admit_e2e::{faked_clock, http, real_clock, unique, SmtpCapture};
 use admit_store::schema::{
     accounts, auth_codes, consents, contacts, grants, mail_messages, memberships, outbox,
     password_tokens, refresh_tokens, sessions,
@@ -197,20 +197,8 @@ async fn account_with_everything(
 }
 
 async fn purge_after_a_day(p: &mut Platform, smtp: Option<&SmtpCapture>) -> anyhow::Result<()> {
-    let logs = tempfile::tempdir()?;
-    let mut mailer: Option<Proc> = None;
     if let Some(smtp) = smtp {
-        let mut env = p.env().to_vec();
-        env.extend(
-            [
-                ("ADMIT__MAILER__PORT", "0".to_owned()),
-                ("ADMIT__MAILER__SMTP__HOST", "127.0.0.1".to_owned()),
-                ("ADMIT__MAILER__SMTP__PORT", smtp.port.to_string()),
-                ("ADMIT__MAILER__SMTP__TLS", "none".to_owned()),
-            ]
-            .map(|(k, v)| (k.to_owned(), v)),
-        );
-        mailer = Some(Proc::start("admit-mailer", &[], &env, logs.path())?);
+        p.start_mailer(smtp)?;
     }
     let (test_id, test_email) = account_with_everything(p, "test").await?;
     let (kept_id, kept_email) = account_with_everything(p, "standard").await?;
@@ -284,7 +272,6 @@ async fn purge_after_a_day(p: &mut Platform, smtp: Option<&SmtpCapture>) -> anyh
     // Idempotent: a second pass finds nothing.
     let again = admit_e2e::admin_cli(&args, &env)?;
     assert_eq!(again["accounts"], 0, "{}: {again}", p.mode);
-    drop(mailer);
     Ok(())
 }
 

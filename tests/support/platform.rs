@@ -132,6 +132,28 @@ impl Platform {
         &self.env
     }
 
+    /// Production topology: starts `admit-mailer`, sending to `smtp` (the embedded
+    /// default keeps its mail in `/dev/inbox.json` and needs none).
+    pub fn start_mailer(&mut self, smtp: &crate::SmtpCapture) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.mode == "production",
+            "the embedded default has its mailer"
+        );
+        let mut env = self.env.clone();
+        env.extend(
+            [
+                ("ADMIT__MAILER__PORT", free_port().to_string()),
+                ("ADMIT__MAILER__SMTP__HOST", "127.0.0.1".to_owned()),
+                ("ADMIT__MAILER__SMTP__PORT", smtp.port.to_string()),
+                ("ADMIT__MAILER__SMTP__TLS", "none".to_owned()),
+            ]
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
+        let mailer = Proc::start("admit-mailer", &[], &env, self._logs.path())?;
+        self.procs.push(mailer);
+        Ok(())
+    }
+
     /// The logs of every process so far.
     pub fn logs(&self) -> String {
         self.procs.iter().map(Proc::log_text).collect()

@@ -18,7 +18,7 @@ pub use contact::{Contact, ContactKind, Email, Phone};
 pub use error::FieldError;
 pub use locale::Locale;
 pub use message::{Envelope, Notification, PartnerBrand};
-pub use password::{Password, PasswordPolicy};
+pub use password::{Password, PasswordPolicy, PasswordProblem};
 pub use signup::{AccountType, NewAccount};
 pub use stage::Stage;
 pub use username::Username;

@@ -86,6 +86,15 @@ pub enum Notification {
         language: String,
         reasons: Vec<String>,
     },
+    /// SPEC §7 password reset: someone asked "forgot your password?" for this
+    /// address. A reset link (a token derived from the message id with
+    /// [`crate::secret::link_token`] and [`crate::secret::RESET_PASSWORD`]).
+    PasswordReset {
+        to: String,
+        account_id: String,
+        full_name: Option<String>,
+        language: String,
+    },
 }
 
 /// What an email shows of the partner on whose behalf it is sent.
@@ -130,6 +139,7 @@ impl Notification {
             Notification::SetPassword { .. } => "set_password",
             Notification::AlreadyRegistered { .. } => "already_registered",
             Notification::RegistrationFailed { .. } => "registration_failed",
+            Notification::PasswordReset { .. } => "password_reset",
         }
     }
 
@@ -140,7 +150,8 @@ impl Notification {
             | Notification::PartnerAccount { to, .. }
             | Notification::SetPassword { to, .. }
             | Notification::AlreadyRegistered { to, .. }
-            | Notification::RegistrationFailed { to, .. } => to,
+            | Notification::RegistrationFailed { to, .. }
+            | Notification::PasswordReset { to, .. } => to,
         }
     }
 

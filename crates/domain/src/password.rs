@@ -87,33 +87,47 @@ impl Default for PasswordPolicy {
     }
 }
 
+/// Why the policy refuses a password, for pages that say it in the reader's language
+/// (the APIs use [`PasswordPolicy::check`]'s English message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordProblem {
+    /// Shorter than `min_length` or longer than `max_length` characters.
+    Length,
+    /// Contains a control character.
+    Control,
+    /// Common, or on the configured list.
+    Common,
+}
+
 impl PasswordPolicy {
     pub fn check(&self, raw: &str) -> Result<Password, FieldError> {
+        let message = match self.problem(raw) {
+            None => return Ok(Password(SecretString::from(raw.to_owned()))),
+            Some(PasswordProblem::Length) => format!(
+                "a password has {} to {} characters",
+                self.min_length, self.max_length
+            ),
+            Some(PasswordProblem::Control) => "a password has no control characters".into(),
+            Some(PasswordProblem::Common) => "this password is too common; choose another".into(),
+        };
+        Err(FieldError::new("password", message))
+    }
+
+    /// What the policy has against `raw`, if anything.
+    pub fn problem(&self, raw: &str) -> Option<PasswordProblem> {
         let n = raw.chars().count();
         if n < self.min_length || n > self.max_length {
-            return Err(FieldError::new(
-                "password",
-                format!(
-                    "a password has {} to {} characters",
-                    self.min_length, self.max_length
-                ),
-            ));
+            return Some(PasswordProblem::Length);
         }
         if raw.chars().any(char::is_control) {
-            return Err(FieldError::new(
-                "password",
-                "a password has no control characters",
-            ));
+            return Some(PasswordProblem::Control);
         }
         let folded = raw.to_lowercase();
         let common = self.refuse_common && COMMON.contains(&folded.as_str());
         if common || self.refused().contains(folded.as_str()) {
-            return Err(FieldError::new(
-                "password",
-                "this password is too common; choose another",
-            ));
+            return Some(PasswordProblem::Common);
         }
-        Ok(Password(SecretString::from(raw.to_owned())))
+        None
     }
 
     fn refused(&self) -> HashSet<String> {
@@ -138,6 +152,10 @@ mod tests {
         assert!(p.check(&"x".repeat(19)).is_err());
         assert!(p.check(&"x".repeat(18)).is_ok());
         assert!(p.check("Password").is_err(), "common, case-insensitively");
+        assert_eq!(p.problem("12345"), Some(PasswordProblem::Length));
+        assert_eq!(p.problem("Password"), Some(PasswordProblem::Common));
+        assert_eq!(p.problem("abc\u{7}defg"), Some(PasswordProblem::Control));
+        assert_eq!(p.problem("doctest1"), None);
         assert!(p.check("abc\u{0}def").is_err());
     }
 

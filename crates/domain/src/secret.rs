@@ -62,6 +62,7 @@ pub fn link_token(link_key: &[u8], purpose: &str, message_id: &str) -> String {
 
 /// Purposes of [`link_token`].
 pub const SET_PASSWORD: &str = "set-password";
+pub const RESET_PASSWORD: &str = "reset-password";
 
 #[cfg(test)]
 mod tests {
@@ -89,5 +90,6 @@ mod tests {
         assert_ne!(t, link_token(b"key-2", SET_PASSWORD, "m1"));
         assert_ne!(t, link_token(b"key-1", SET_PASSWORD, "m2"));
         assert_ne!(t, link_token(b"key-1", "other", "m1"));
+        assert_ne!(t, link_token(b"key-1", RESET_PASSWORD, "m1"));
     }
 }

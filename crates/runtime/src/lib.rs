@@ -5,6 +5,7 @@
 pub mod database;
 pub mod health;
 pub mod http;
+pub mod i18n;
 pub mod logging;
 pub mod metrics;
 pub mod priority;

@@ -166,6 +166,14 @@ pub struct AccountSettings {
     pub login_window_secs: u64,
     /// How long a set-password link works (7 days).
     pub password_link_ttl_secs: i64,
+    /// How long a password-reset link works (an hour).
+    pub reset_link_ttl_secs: i64,
+    /// "Forgot your password?" requests that send an email, per email address, then
+    /// per client address, within `reset_window_secs`; past them the same answer is
+    /// shown and no email is sent.
+    pub reset_requests_per_email: u32,
+    pub reset_requests_per_address: u32,
+    pub reset_window_secs: u64,
     /// `user.create`: most users in one request (more answer 413), and the body
     /// limit of that endpoint.
     pub batch_max_users: usize,
@@ -192,6 +200,10 @@ impl Default for AccountSettings {
             login_failures_per_address: 50,
             login_window_secs: 900,
             password_link_ttl_secs: 7 * 24 * 3600,
+            reset_link_ttl_secs: 3600,
+            reset_requests_per_email: 3,
+            reset_requests_per_address: 20,
+            reset_window_secs: 3600,
             batch_max_users: 10_000,
             batch_max_body_bytes: 16 * 1024 * 1024,
             social: SocialSettings::default(),

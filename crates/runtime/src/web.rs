@@ -12,6 +12,7 @@
 //!   the session with a forged form.
 //! - Every page: `Content-Security-Policy` without scripts and `frame-ancestors
 //!   'none'`, `Referrer-Policy: no-referrer`, `Cache-Control: no-store`.
+//! - Every page is rendered in a [`Lang`] ([`crate::i18n`]): templates say `t("key")`.
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
@@ -20,6 +21,8 @@ use admit_domain::secret;
 use admit_store::grants::{self, SessionRow};
 use admit_store::{Db, StoreError};
 use serde::Serialize;
+
+pub use crate::i18n::Lang;
 
 pub const SESSION_COOKIE: &str = "__Host-admit_session";
 pub const CSRF_COOKIE: &str = "__Host-admit_csrf";
@@ -56,6 +59,7 @@ impl Pages {
     /// `templates`: `(name, source)`; a name ending in `.html` is auto-escaped.
     pub fn new(templates: &[(&'static str, &'static str)]) -> Result<Self, minijinja::Error> {
         let mut env = minijinja::Environment::new();
+        env.add_function("t", crate::i18n::template_function);
         env.add_template("layout.html", include_str!("../templates/layout.html"))?;
         env.add_template("error.html", include_str!("../templates/error.html"))?;
         for (name, source) in templates {
@@ -68,13 +72,15 @@ impl Pages {
         self.env.get_template(name)?.render(ctx)
     }
 
-    /// The page `name` as a response builder's body, with the page headers.
+    /// The page `name` in `lang` as a response builder's body, with the page headers.
     pub fn page(
         &self,
         mut res: HttpResponseBuilder,
+        lang: Lang,
         name: &str,
         ctx: impl Serialize,
     ) -> HttpResponse {
+        let ctx = minijinja::context! { lang, ..minijinja::Value::from_serialize(&ctx) };
         match self.render(name, ctx) {
             Ok(html) => {
                 protect(&mut res);
@@ -90,10 +96,18 @@ impl Pages {
         }
     }
 
-    /// An error page: it explains and never redirects.
-    pub fn error(&self, status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    /// An error page in `lang`: it explains and never redirects. `title` and
+    /// `message` are translation keys (a text that is no key is shown as it is).
+    pub fn error(
+        &self,
+        lang: Lang,
+        status: StatusCode,
+        title: &str,
+        message: &str,
+    ) -> HttpResponse {
         self.page(
             HttpResponse::build(status),
+            lang,
             "error.html",
             minijinja::context! { title, message },
         )
@@ -187,6 +201,28 @@ pub async fn current_session(req: &HttpRequest, db: &Db) -> Result<Option<Sessio
     };
     db.run(move |c| grants::find_session(c, &digest, admit_store::now()))
         .await
+}
+
+/// The language of a page for this request: the signed-in account's locale, else the
+/// browser's `Accept-Language`, else English. The language is no reason to fail a
+/// page: when the database does not answer, the browser's preference decides.
+pub async fn language(req: &HttpRequest, db: &Db) -> Lang {
+    let Some(digest) = session_digest(req) else {
+        return Lang::choose(req, None);
+    };
+    let locale = db
+        .run(move |c| {
+            let Some(session) = grants::find_session(c, &digest, admit_store::now())? else {
+                return Ok(None);
+            };
+            Ok(admit_store::accounts::find(c, &session.account_id)?.locale)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "page language: the account's locale is unavailable");
+            None
+        });
+    Lang::choose(req, locale.as_deref())
 }
 
 /// Where to go after a page: a path on this site, or a URL under one of `origins`

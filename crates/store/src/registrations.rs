@@ -27,6 +27,16 @@ pub struct PasswordTokenRow {
     pub used_at: Option<NaiveDateTime>,
     /// The address the link was sent to (normalized): using the link confirms it.
     pub sent_to: Option<String>,
+    /// What the link is for ([`purpose`]): it works only at the page of its purpose.
+    pub purpose: String,
+}
+
+/// The purposes of a link of `password_tokens`.
+pub mod purpose {
+    /// A partner's welcome or "already registered" email (SPEC §4, §6).
+    pub const SET_PASSWORD: &str = "set_password";
+    /// "Forgot your password?" (SPEC §7).
+    pub const RESET: &str = "reset";
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -65,8 +75,8 @@ pub struct IdempotencyRow {
     pub created_at: NaiveDateTime,
 }
 
-/// Adds set-password links; older unused links of the same accounts stop working
-/// (a newer link invalidates them).
+/// Adds set-password or reset links; older unused links of the same accounts and
+/// purposes stop working (a newer link invalidates them).
 pub fn insert_password_tokens(
     conn: &mut AnyConnection,
     rows: &[PasswordTokenRow],
@@ -74,9 +84,13 @@ pub fn insert_password_tokens(
 ) -> Result<(), StoreError> {
     for chunk in rows.chunks(INSERT_CHUNK) {
         let ids: Vec<&str> = chunk.iter().map(|r| r.account_id.as_str()).collect();
+        let mut purposes: Vec<&str> = chunk.iter().map(|r| r.purpose.as_str()).collect();
+        purposes.sort_unstable();
+        purposes.dedup();
         diesel::update(
             password_tokens::table
                 .filter(password_tokens::account_id.eq_any(&ids))
+                .filter(password_tokens::purpose.eq_any(&purposes))
                 .filter(password_tokens::used_at.is_null()),
         )
         .set(password_tokens::used_at.eq(Some(now)))
@@ -86,14 +100,16 @@ pub fn insert_password_tokens(
     Ok(())
 }
 
-/// The link of `digest` if it can still be used.
+/// The link of `digest` for `purpose` if it can still be used.
 pub fn live_password_token(
     conn: &mut AnyConnection,
     digest: &str,
+    purpose: &str,
     now: NaiveDateTime,
 ) -> Result<Option<PasswordTokenRow>, StoreError> {
     Ok(password_tokens::table
         .find(digest)
+        .filter(password_tokens::purpose.eq(purpose))
         .filter(password_tokens::used_at.is_null())
         .filter(password_tokens::expires_at.gt(now))
         .select(PasswordTokenRow::as_select())
@@ -101,14 +117,16 @@ pub fn live_password_token(
         .optional()?)
 }
 
-/// Uses the link of `digest`: one conditional update, so of two concurrent uses one
-/// wins. `None` when it is unknown, used or expired.
+/// Uses the link of `digest` for `purpose`: one conditional update, so of two
+/// concurrent uses one wins. `None` when it is unknown, used, expired or for another
+/// purpose.
 pub fn spend_password_token(
     conn: &mut AnyConnection,
     digest: &str,
+    purpose: &str,
     now: NaiveDateTime,
 ) -> Result<Option<PasswordTokenRow>, StoreError> {
-    let Some(row) = live_password_token(conn, digest, now)? else {
+    let Some(row) = live_password_token(conn, digest, purpose, now)? else {
         return Ok(None);
     };
     let n = diesel::update(
@@ -119,6 +137,22 @@ pub fn spend_password_token(
     .set(password_tokens::used_at.eq(Some(now)))
     .execute(conn)?;
     Ok((n == 1).then_some(row))
+}
+
+/// Retires every unused link of the account, whatever its purpose: once a password
+/// is chosen, an older email must not change it again.
+pub fn retire_password_tokens(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    now: NaiveDateTime,
+) -> Result<usize, StoreError> {
+    Ok(diesel::update(
+        password_tokens::table
+            .filter(password_tokens::account_id.eq(account_id))
+            .filter(password_tokens::used_at.is_null()),
+    )
+    .set(password_tokens::used_at.eq(Some(now)))
+    .execute(conn)?)
 }
 
 /// Marks the account's email contact `address` (normalized) confirmed, if it is not

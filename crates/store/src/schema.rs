@@ -183,6 +183,7 @@ diesel::table! {
         expires_at -> Timestamp,
         used_at -> Nullable<Timestamp>,
         sent_to -> Nullable<Text>,
+        purpose -> Text,
     }
 }
 

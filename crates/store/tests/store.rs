@@ -408,6 +408,7 @@ async fn batch_inserts_are_all_or_nothing_on_every_backend() -> anyhow::Result<(
 async fn set_password_links_are_single_use_expiring_and_replaced_by_newer_ones(
 ) -> anyhow::Result<()> {
     use admit_store::registrations::{self, PasswordTokenRow};
+    const SET: &str = registrations::purpose::SET_PASSWORD;
     for (backend, tdb) in TestDatabase::each()? {
         let db = tdb.db()?;
         db.write(|c| accounts::insert(c, &account("p1", None), &[email("p1", "p1@example.com")]))
@@ -422,6 +423,7 @@ async fn set_password_links_are_single_use_expiring_and_replaced_by_newer_ones(
             expires_at: now + Duration::seconds(ttl),
             used_at: None,
             sent_to: Some("p1@example.com".into()),
+            purpose: registrations::purpose::SET_PASSWORD.into(),
         };
         let (old, new, expired) = (link("old", 3600), link("new", 3600), link("gone", -1));
         db.write(move |c| registrations::insert_password_tokens(c, &[old], now))
@@ -431,16 +433,16 @@ async fn set_password_links_are_single_use_expiring_and_replaced_by_newer_ones(
         // The newer link replaced the older one.
         let at = admit_store::now();
         assert!(db
-            .run(move |c| registrations::live_password_token(c, "old", at))
+            .run(move |c| registrations::live_password_token(c, "old", SET, at))
             .await?
             .is_none());
         assert!(db
-            .run(move |c| registrations::live_password_token(c, "new", at))
+            .run(move |c| registrations::live_password_token(c, "new", SET, at))
             .await?
             .is_some());
         // Used once, then never again.
         let first = db
-            .write(move |c| registrations::spend_password_token(c, "new", at))
+            .write(move |c| registrations::spend_password_token(c, "new", SET, at))
             .await?;
         let first = first.context("the link works once")?;
         assert_eq!(first.account_id, "p1", "{backend}");
@@ -460,13 +462,13 @@ async fn set_password_links_are_single_use_expiring_and_replaced_by_newer_ones(
             "{backend}"
         );
         let second = db
-            .write(move |c| registrations::spend_password_token(c, "new", at))
+            .write(move |c| registrations::spend_password_token(c, "new", SET, at))
             .await?;
         assert!(second.is_none(), "{backend}");
         db.write(move |c| registrations::insert_password_tokens(c, &[expired], at))
             .await?;
         assert!(db
-            .write(move |c| registrations::spend_password_token(c, "gone", at))
+            .write(move |c| registrations::spend_password_token(c, "gone", SET, at))
             .await?
             .is_none());
     }
@@ -645,6 +647,74 @@ async fn expired_test_accounts_are_purged_with_their_identities() -> anyhow::Res
             Some("k1"),
             "{backend}"
         );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_link_works_only_for_its_purpose_and_a_new_password_retires_every_link(
+) -> anyhow::Result<()> {
+    use admit_store::registrations::{self, purpose, PasswordTokenRow};
+    for (backend, tdb) in TestDatabase::each()? {
+        let db = tdb.db()?;
+        db.write(|c| accounts::insert(c, &account("r1", None), &[email("r1", "r1@example.com")]))
+            .await?;
+        let now = admit_store::now();
+        let link = |digest: &str, purpose: &str| PasswordTokenRow {
+            token_digest: digest.into(),
+            account_id: "r1".into(),
+            partner_id: None,
+            grant_id: None,
+            created_at: now,
+            expires_at: now + Duration::seconds(3600),
+            used_at: None,
+            sent_to: Some("r1@example.com".into()),
+            purpose: purpose.into(),
+        };
+        let rows = [
+            link("welcome", purpose::SET_PASSWORD),
+            link("reset-1", purpose::RESET),
+        ];
+        db.write(move |c| registrations::insert_password_tokens(c, &rows, now))
+            .await?;
+        // A newer reset link retires the older reset link, not the welcome's link.
+        let newer = [link("reset-2", purpose::RESET)];
+        db.write(move |c| registrations::insert_password_tokens(c, &newer, now))
+            .await?;
+        let live = |digest: &'static str, p: &'static str| {
+            let db = db.clone();
+            async move {
+                db.run(move |c| {
+                    registrations::live_password_token(c, digest, p, admit_store::now())
+                })
+                .await
+                .map(|r| r.is_some())
+            }
+        };
+        assert!(!live("reset-1", purpose::RESET).await?, "{backend}");
+        assert!(live("reset-2", purpose::RESET).await?, "{backend}");
+        assert!(live("welcome", purpose::SET_PASSWORD).await?, "{backend}");
+        // Each link works only for its own purpose.
+        assert!(!live("reset-2", purpose::SET_PASSWORD).await?, "{backend}");
+        assert!(!live("welcome", purpose::RESET).await?, "{backend}");
+        let at = admit_store::now();
+        let wrong = db
+            .write(move |c| {
+                registrations::spend_password_token(c, "reset-2", purpose::SET_PASSWORD, at)
+            })
+            .await?;
+        assert!(wrong.is_none(), "{backend}");
+        // A new password retires every unused link of the account.
+        let spent = db
+            .write(move |c| {
+                let row = registrations::spend_password_token(c, "reset-2", purpose::RESET, at)?;
+                registrations::retire_password_tokens(c, "r1", at)?;
+                Ok(row)
+            })
+            .await?;
+        assert_eq!(spent.map(|r| r.purpose).as_deref(), Some(purpose::RESET));
+        assert!(!live("welcome", purpose::SET_PASSWORD).await?, "{backend}");
+        assert!(!live("reset-2", purpose::RESET).await?, "{backend}");
     }
     Ok(())
 }

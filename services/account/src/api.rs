@@ -181,7 +181,11 @@ impl utoipa::Modify for PartnerSecurity {
     paths(
         crate::create_account,
         crate::partner_api::create,
-        crate::batch::user_create
+        crate::batch::user_create,
+        crate::reset::forgot_page,
+        crate::reset::forgot,
+        crate::password::reset_password_page,
+        crate::password::reset_password
     ),
     components(schemas(
         SignupBody,
@@ -202,7 +206,9 @@ impl utoipa::Modify for PartnerSecurity {
         crate::batch::RowResult,
         crate::batch::Reason,
         crate::batch::Status,
-        crate::batch::Counts
+        crate::batch::Counts,
+        crate::reset::ForgotForm,
+        crate::password::PasswordForm
     ))
 )]
 pub struct AccountApi;

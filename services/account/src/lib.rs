@@ -13,6 +13,7 @@ pub mod pages;
 pub mod partner;
 pub mod partner_api;
 pub mod password;
+pub mod reset;
 pub mod signup;
 pub mod social;
 
@@ -57,6 +58,10 @@ pub struct AccountState {
     pub link_key: Vec<u8>,
     /// How long a set-password link works.
     pub link_ttl_secs: i64,
+    /// How long a password-reset link works, and the limits of reset requests: per
+    /// address asked for, per client address.
+    pub reset_link_ttl_secs: i64,
+    pub reset_limits: (limit::Limit, limit::Limit),
     /// How long a grant minted for a partner (SPEC §4) lasts: the refresh lifetime.
     pub grant_ttl_secs: i64,
     /// `user.create`: most users in one request, and its body limit.
@@ -93,6 +98,8 @@ impl AccountState {
             max_body_bytes: settings.account.max_body_bytes,
             link_key: settings.internal.link_key()?,
             link_ttl_secs: settings.account.password_link_ttl_secs.max(60),
+            reset_link_ttl_secs: settings.account.reset_link_ttl_secs.max(60),
+            reset_limits: reset::limits(settings),
             grant_ttl_secs: settings.oauth.refresh_ttl_secs.max(60),
             batch_max_users: settings.account.batch_max_users.max(1),
             batch_max_body_bytes: settings.account.batch_max_body_bytes,
@@ -119,6 +126,13 @@ pub fn configure(
             )
             .route("/password/set", web::get().to(password::set_password_page))
             .route("/password/set", web::post().to(password::set_password))
+            .route("/password/forgot", web::get().to(reset::forgot_page))
+            .route("/password/forgot", web::post().to(reset::forgot))
+            .route(
+                "/password/reset",
+                web::get().to(password::reset_password_page),
+            )
+            .route("/password/reset", web::post().to(password::reset_password))
             .route("/", web::get().to(pages::home))
             .route("/login", web::get().to(pages::login_page))
             .route("/login", web::post().to(pages::login))
@@ -352,7 +366,8 @@ pub(crate) fn password_link(
         | Notification::SetPassword { account_id, .. }
         | Notification::AlreadyRegistered { account_id, .. }
         | Notification::Welcome { account_id, .. }
-        | Notification::SocialWelcome { account_id, .. } => account_id.clone(),
+        | Notification::SocialWelcome { account_id, .. }
+        | Notification::PasswordReset { account_id, .. } => account_id.clone(),
         Notification::RegistrationFailed { .. } => String::new(),
     };
     let token = admit_domain::secret::link_token(
@@ -371,6 +386,7 @@ pub(crate) fn password_link(
         sent_to: admit_domain::Email::parse(envelope.notification.recipient())
             .ok()
             .map(|e| e.normalized()),
+        purpose: admit_store::registrations::purpose::SET_PASSWORD.to_owned(),
     }
 }
 

@@ -8,7 +8,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use admit_domain::signup::SubmittedContact;
 use admit_domain::{AccountType, Contact, ContactKind, Email, NewAccount, Username};
-use admit_runtime::web::{self as pages, Csrf};
+use admit_runtime::i18n::text;
+use admit_runtime::web::{self as pages, Csrf, Lang};
 use admit_store::{accounts, grants};
 use minijinja::context;
 use serde::Deserialize;
@@ -22,45 +23,98 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "set_password.html",
         include_str!("../templates/set_password.html"),
     ),
+    (
+        "forgot_password.html",
+        include_str!("../templates/forgot_password.html"),
+    ),
+    (
+        "forgot_sent.html",
+        include_str!("../templates/forgot_sent.html"),
+    ),
+    (
+        "reset_password.html",
+        include_str!("../templates/reset_password.html"),
+    ),
+    (
+        "reset_done.html",
+        include_str!("../templates/reset_done.html"),
+    ),
 ];
 
 #[derive(Deserialize, Default)]
 pub struct ReturnTo {
     #[serde(default)]
-    return_to: String,
+    pub(crate) return_to: String,
 }
 
-fn return_to<'a>(state: &'a AccountState, wanted: &'a str) -> &'a str {
+pub(crate) fn return_to<'a>(state: &'a AccountState, wanted: &'a str) -> &'a str {
     pages::safe_return_to(wanted, &[state.issuer.as_str()], "/")
 }
 
-fn form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
+pub(crate) fn form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
     serde_urlencoded::from_bytes(body).ok()
 }
 
-pub(crate) fn bad_form(state: &AccountState) -> HttpResponse {
+/// The language of an error page: the browser's (the database may be what failed).
+fn error_lang(req: &HttpRequest) -> Lang {
+    Lang::choose(req, None)
+}
+
+pub(crate) fn bad_form(req: &HttpRequest, state: &AccountState) -> HttpResponse {
     state.pages.error(
+        error_lang(req),
         StatusCode::BAD_REQUEST,
-        "This form could not be read",
-        "Go back, reload the page and try again.",
+        "error-form-title",
+        "error-form-message",
     )
 }
 
-pub(crate) fn csrf_failed(state: &AccountState) -> HttpResponse {
+pub(crate) fn csrf_failed(req: &HttpRequest, state: &AccountState) -> HttpResponse {
     state.pages.error(
+        error_lang(req),
         StatusCode::FORBIDDEN,
-        "This form has expired",
-        "For your safety the form was not accepted. Go back, reload the page and try again.",
+        "error-csrf-title",
+        "error-csrf-message",
     )
 }
 
-pub(crate) fn unavailable(state: &AccountState, e: impl std::fmt::Display) -> HttpResponse {
+pub(crate) fn unavailable(
+    req: &HttpRequest,
+    state: &AccountState,
+    e: impl std::fmt::Display,
+) -> HttpResponse {
     tracing::error!(error = %e, "page: a dependency failed");
     state.pages.error(
+        error_lang(req),
         StatusCode::SERVICE_UNAVAILABLE,
-        "Something went wrong",
-        "The service is unavailable for a moment. Try again shortly.",
+        "error-unavailable-title",
+        "error-unavailable-message",
     )
+}
+
+/// What the policy has against `raw`, said in `lang`; the password if nothing.
+pub(crate) fn checked_password(
+    state: &AccountState,
+    lang: Lang,
+    raw: &str,
+) -> Result<admit_domain::Password, String> {
+    use admit_domain::PasswordProblem;
+    let (min, max) = (
+        i64::try_from(state.policy.min_length).unwrap_or(i64::MAX),
+        i64::try_from(state.policy.max_length).unwrap_or(i64::MAX),
+    );
+    let key = match state.policy.problem(raw) {
+        None => {
+            return state
+                .policy
+                .check(raw)
+                .map_err(|e| format!("{}.", e.message))
+        }
+        Some(PasswordProblem::Length) => "password-length",
+        Some(PasswordProblem::Control) => "password-control",
+        Some(PasswordProblem::Common) => "password-common",
+    };
+    Err(text(lang, key, &[("min", min.into()), ("max", max.into())]))
 }
 
 // --- sign in ----------------------------------------------------------------------
@@ -74,14 +128,16 @@ pub async fn login_page(
     match pages::current_session(&req, &state.db).await {
         Ok(Some(_)) if target != "/" => return pages::redirect(&target).finish(),
         Ok(_) => {}
-        Err(e) => return unavailable(&state, e),
+        Err(e) => return unavailable(&req, &state, e),
     }
-    login_form(&req, &state, StatusCode::OK, &target, "", None)
+    let lang = pages::language(&req, &state.db).await;
+    login_form(&req, &state, lang, StatusCode::OK, &target, "", None)
 }
 
 fn login_form(
     req: &HttpRequest,
     state: &AccountState,
+    lang: Lang,
     status: StatusCode,
     return_to: &str,
     login: &str,
@@ -92,6 +148,7 @@ fn login_form(
     csrf.apply(&mut res);
     state.pages.page(
         res,
+        lang,
         "login.html",
         context! { csrf => csrf.token, return_to, login, error },
     )
@@ -115,21 +172,23 @@ pub async fn login(
     state: web::Data<AccountState>,
 ) -> HttpResponse {
     let Some(f) = form::<LoginForm>(&body) else {
-        return bad_form(&state);
+        return bad_form(&req, &state);
     };
     if !pages::csrf_ok(&req, &f.csrf_token) {
-        return csrf_failed(&state);
+        return csrf_failed(&req, &state);
     }
+    let lang = pages::language(&req, &state.db).await;
     let target = return_to(&state, &f.return_to).to_owned();
     let login = f.login.trim().to_owned();
     if login.is_empty() || f.password.is_empty() {
         return login_form(
             &req,
             &state,
+            lang,
             StatusCode::BAD_REQUEST,
             &target,
             &login,
-            Some("Enter your email or username and your password."),
+            Some(&text(lang, "login-missing", &[])),
         );
     }
     let address = req
@@ -145,13 +204,12 @@ pub async fn login(
     for (key, limit) in limits {
         if let Some(wait) = state.limiter.blocked(key, limit).await {
             let minutes = wait.as_secs().div_ceil(60).max(1);
-            let message = format!(
-                "Too many failed attempts. Try again in {minutes} minute{}, or reset your password.",
-                if minutes == 1 { "" } else { "s" }
-            );
+            let minutes = i64::try_from(minutes).unwrap_or(i64::MAX);
+            let message = text(lang, "login-too-many", &[("minutes", minutes.into())]);
             let mut res = login_form(
                 &req,
                 &state,
+                lang,
                 StatusCode::TOO_MANY_REQUESTS,
                 &target,
                 &login,
@@ -166,7 +224,7 @@ pub async fn login(
     }
     let account = match find_account(&state, &login).await {
         Ok(a) => a,
-        Err(e) => return unavailable(&state, e),
+        Err(e) => return unavailable(&req, &state, e),
     };
     // An unknown login costs the same hash as a known one, so timing does not tell
     // which accounts exist.
@@ -181,7 +239,7 @@ pub async fn login(
     };
     let matches = match state.hasher.verify(f.password, phc).await {
         Ok(ok) => ok,
-        Err(e) => return unavailable(&state, e),
+        Err(e) => return unavailable(&req, &state, e),
     };
     let Some(account_id) = account_id.filter(|_| matches) else {
         for (key, limit) in limits {
@@ -191,23 +249,29 @@ pub async fn login(
         return login_form(
             &req,
             &state,
+            lang,
             StatusCode::UNAUTHORIZED,
             &target,
             &login,
-            Some("The email, username or password is not right."),
+            Some(&text(lang, "login-wrong", &[])),
         );
     };
-    start_session(&state, &account_id, &target).await
+    start_session(&req, &state, &account_id, &target).await
 }
 
-async fn start_session(state: &AccountState, account_id: &str, target: &str) -> HttpResponse {
+async fn start_session(
+    req: &HttpRequest,
+    state: &AccountState,
+    account_id: &str,
+    target: &str,
+) -> HttpResponse {
     let (cookie, row) = pages::new_session(account_id, state.session_ttl_secs);
     if let Err(e) = state
         .db
         .write(move |c| grants::insert_session(c, &row))
         .await
     {
-        return unavailable(state, e);
+        return unavailable(req, state, e);
     }
     tracing::info!(account_id, "signed in");
     pages::redirect(target).cookie(cookie).finish()
@@ -251,12 +315,15 @@ pub async fn signup_page(
     state: web::Data<AccountState>,
 ) -> HttpResponse {
     let target = return_to(&state, &query.return_to).to_owned();
-    signup_form(&req, &state, StatusCode::OK, &target, "", "", None)
+    let lang = pages::language(&req, &state.db).await;
+    signup_form(&req, &state, lang, StatusCode::OK, &target, "", "", None)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn signup_form(
     req: &HttpRequest,
     state: &AccountState,
+    lang: Lang,
     status: StatusCode,
     return_to: &str,
     email: &str,
@@ -266,14 +333,14 @@ fn signup_form(
     let csrf = Csrf::of(req);
     let mut res = HttpResponse::build(status);
     csrf.apply(&mut res);
-    let password_hint = format!(
-        "At least {} characters; common passwords are refused.",
-        state.policy.min_length
-    );
     state.pages.page(
         res,
+        lang,
         "signup.html",
-        context! { csrf => csrf.token, return_to, email, full_name, error, password_hint },
+        context! {
+            csrf => csrf.token, return_to, email, full_name, error,
+            min_length => state.policy.min_length,
+        },
     )
 }
 
@@ -297,16 +364,18 @@ pub async fn signup(
     state: web::Data<AccountState>,
 ) -> HttpResponse {
     let Some(f) = form::<SignupForm>(&body) else {
-        return bad_form(&state);
+        return bad_form(&req, &state);
     };
     if !pages::csrf_ok(&req, &f.csrf_token) {
-        return csrf_failed(&state);
+        return csrf_failed(&req, &state);
     }
+    let lang = pages::language(&req, &state.db).await;
     let target = return_to(&state, &f.return_to).to_owned();
     let again = |status: StatusCode, message: &str| {
         signup_form(
             &req,
             &state,
+            lang,
             status,
             &target,
             &f.email,
@@ -314,7 +383,7 @@ pub async fn signup(
             Some(message),
         )
     };
-    let new = match new_account(&state, &f) {
+    let new = match new_account(&state, lang, &f) {
         Ok(new) => new,
         Err(message) => return again(StatusCode::BAD_REQUEST, &message),
     };
@@ -327,29 +396,25 @@ pub async fn signup(
             tracing::info!(account_id, "signed up and signed in");
             pages::redirect(&target).cookie(cookie).finish()
         }
-        Ok(_) => unavailable(&state, "the new account has no session"),
-        Err(crate::error::ApiError::ContactAlreadyUsed { .. }) => again(
-            StatusCode::CONFLICT,
-            "This email already has an account. Sign in instead.",
-        ),
+        Ok(_) => unavailable(&req, &state, "the new account has no session"),
+        Err(crate::error::ApiError::ContactAlreadyUsed { .. }) => {
+            again(StatusCode::CONFLICT, &text(lang, "signup-email-taken", &[]))
+        }
         Err(crate::error::ApiError::InvalidArgument { message, .. }) => {
             again(StatusCode::BAD_REQUEST, &message)
         }
-        Err(e) => unavailable(&state, e),
+        Err(e) => unavailable(&req, &state, e),
     }
 }
 
-fn new_account(state: &AccountState, f: &SignupForm) -> Result<NewAccount, String> {
+fn new_account(state: &AccountState, lang: Lang, f: &SignupForm) -> Result<NewAccount, String> {
     let email = f.email.trim();
-    let email = Email::parse(email).map_err(|e| format!("Email: {}", e.message))?;
+    let email = Email::parse(email).map_err(|_| text(lang, "signup-email-invalid", &[]))?;
     let full_name = f.full_name.trim();
     if full_name.chars().count() > 1024 {
-        return Err("Full name: at most 1024 characters.".into());
+        return Err(text(lang, "signup-name-long", &[]));
     }
-    let password = state
-        .policy
-        .check(&f.password)
-        .map_err(|e| format!("Password: {}", e.message))?;
+    let password = checked_password(state, lang, &f.password)?;
     NewAccount::new(
         vec![SubmittedContact {
             contact: Contact::Email {
@@ -373,29 +438,33 @@ pub async fn home(req: HttpRequest, state: web::Data<AccountState>) -> HttpRespo
     let session = match pages::current_session(&req, &state.db).await {
         Ok(Some(s)) => s,
         Ok(None) => return pages::redirect("/login").finish(),
-        Err(e) => return unavailable(&state, e),
+        Err(e) => return unavailable(&req, &state, e),
     };
     let id = session.account_id.clone();
-    let name = match state
+    let (name, locale) = match state
         .db
         .run(move |c| {
             let a = accounts::find(c, &id)?;
-            Ok(match a.full_name.or(a.username) {
+            let name = match a.full_name.or(a.username) {
                 Some(n) => Some(n),
                 None => accounts::primary_email(c, &id)?.map(|(e, _)| e),
-            })
+            };
+            Ok((name, a.locale))
         })
         .await
     {
         Ok(n) => n,
-        Err(e) => return unavailable(&state, e),
+        Err(e) => return unavailable(&req, &state, e),
     };
     let csrf = Csrf::of(&req);
     let mut res = HttpResponse::Ok();
     csrf.apply(&mut res);
-    state
-        .pages
-        .page(res, "home.html", context! { csrf => csrf.token, name })
+    state.pages.page(
+        res,
+        Lang::choose(&req, locale.as_deref()),
+        "home.html",
+        context! { csrf => csrf.token, name },
+    )
 }
 
 #[derive(Deserialize)]
@@ -410,10 +479,10 @@ pub async fn logout(
     state: web::Data<AccountState>,
 ) -> HttpResponse {
     let Some(f) = form::<CsrfOnly>(&body) else {
-        return bad_form(&state);
+        return bad_form(&req, &state);
     };
     if !pages::csrf_ok(&req, &f.csrf_token) {
-        return csrf_failed(&state);
+        return csrf_failed(&req, &state);
     }
     if let Some(digest) = pages::session_digest(&req) {
         let ended = state
@@ -421,7 +490,7 @@ pub async fn logout(
             .write(move |c| grants::end_session(c, &digest, admit_store::now()))
             .await;
         if let Err(e) = ended {
-            return unavailable(&state, e);
+            return unavailable(&req, &state, e);
         }
     }
     pages::redirect("/login")
@@ -468,5 +537,54 @@ mod tests {
             login.contains("%3Fa%3D1%26b%3D%3Cx%3E"),
             "the link carries return_to encoded"
         );
+    }
+
+    #[test]
+    fn every_text_of_every_page_is_translated_in_every_language() {
+        use admit_runtime::i18n;
+        let pages = admit_runtime::web::Pages::new(TEMPLATES).expect("templates parse");
+        for (name, source) in TEMPLATES {
+            let keys = i18n::keys_in_template(source);
+            assert!(!keys.is_empty(), "{name} has no translated text");
+            for key in keys {
+                assert!(i18n::is_key(key), "{name}: {key} has no text");
+            }
+            for lang in admit_domain::locale::EMAIL_LANGUAGES {
+                let ctx = context! {
+                    lang, csrf => "tok", return_to => "/", token => "t", name => "Ada",
+                    min_length => 6, max_length => 18, minutes => 60, partner_name => "Acme",
+                };
+                let html = pages.render(name, &ctx).expect(name);
+                assert!(
+                    html.contains(&format!("<html lang=\"{lang}\">")),
+                    "{name} {lang}"
+                );
+            }
+        }
+        // The keys the handlers pass to the error pages and forms.
+        for key in [
+            "error-form-title",
+            "error-form-message",
+            "error-csrf-title",
+            "error-csrf-message",
+            "error-unavailable-title",
+            "error-unavailable-message",
+            "error-link-title",
+            "error-set-link-message",
+            "error-reset-link-message",
+            "login-missing",
+            "login-wrong",
+            "login-too-many",
+            "signup-email-invalid",
+            "signup-email-taken",
+            "signup-name-long",
+            "password-length",
+            "password-control",
+            "password-common",
+            "password-mismatch",
+            "forgot-invalid",
+        ] {
+            assert!(i18n::is_key(key), "{key}");
+        }
     }
 }

@@ -13,7 +13,6 @@ use crate::error::ApiError;
 use crate::signup::{opt_str, parse_body};
 use crate::{hasher, AccountState};
 use actix_web::{web, HttpRequest, HttpResponse};
-use admit_domain::locale::EMAIL_LANGUAGES;
 use admit_domain::{secret, Email, Envelope, Notification, Phone, Username};
 use admit_store::accounts::AccountRow;
 use admit_store::registrations::{self, MembershipRow};
@@ -424,21 +423,11 @@ fn taken(
 
 /// The language of the user's email: the body has no field for it, so the first of
 /// the partner's `Accept-Language` preferences that emails are written in, else
-/// English.
+/// English (the pages' reader, [`admit_runtime::i18n`]).
 fn email_language(req: &HttpRequest) -> String {
-    use actix_web::http::header::{AcceptLanguage, Header, Preference, Quality};
-    let mut offered = AcceptLanguage::parse(req).map(|h| h.0).unwrap_or_default();
-    // `q=0` means "not this one".
-    offered.retain(|q| q.quality > Quality::ZERO);
-    offered.sort_by_key(|q| std::cmp::Reverse(q.quality));
-    offered
-        .into_iter()
-        .filter_map(|q| match q.item {
-            Preference::Specific(tag) => Some(tag.primary_language().to_ascii_lowercase()),
-            Preference::Any => None,
-        })
-        .find(|l| EMAIL_LANGUAGES.contains(&l.as_str()))
-        .unwrap_or_else(|| EMAIL_LANGUAGES[0].to_owned())
+    admit_runtime::i18n::Lang::choose(req, None)
+        .as_str()
+        .to_owned()
 }
 
 #[cfg(test)]

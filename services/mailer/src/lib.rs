@@ -44,7 +44,8 @@ pub fn worker(
                     .link_key()
                     .context("the mailer derives the set-password links of emails")?,
             )?
-            .with_link_ttl_secs(settings.account.password_link_ttl_secs),
+            .with_link_ttl_secs(settings.account.password_link_ttl_secs)
+            .with_reset_ttl_secs(settings.account.reset_link_ttl_secs),
         ),
         config: WorkerConfig {
             concurrency: settings.mailer.concurrency.max(1),

@@ -7,7 +7,7 @@
 //! database never hold a usable link.
 
 use admit_domain::locale::EMAIL_LANGUAGES;
-use admit_domain::secret::{link_token, SET_PASSWORD};
+use admit_domain::secret::{link_token, RESET_PASSWORD, SET_PASSWORD};
 use admit_domain::{Envelope, Notification, PartnerBrand};
 use minijinja::{context, Environment, UndefinedBehavior, Value};
 use secrecy::{ExposeSecret, SecretSlice};
@@ -19,6 +19,10 @@ mod embedded {
 /// How long a set-password link works, as the emails state it (SPEC §6: 7 days by
 /// default; the account service enforces it).
 pub const SET_PASSWORD_LINK_DAYS: u32 = 7;
+
+/// How long a password-reset link works, as the emails state it (SPEC §7: an hour by
+/// default, `account.reset_link_ttl_secs`; the account service enforces it).
+pub const RESET_LINK_MINUTES: u32 = 60;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedEmail {
@@ -51,6 +55,7 @@ pub struct Renderer {
     base_url: String,
     link_key: SecretSlice<u8>,
     link_days: u32,
+    reset_minutes: u32,
 }
 
 impl Renderer {
@@ -69,6 +74,7 @@ impl Renderer {
             base_url: base_url.trim_end_matches('/').to_owned(),
             link_key: SecretSlice::from(link_key),
             link_days: SET_PASSWORD_LINK_DAYS,
+            reset_minutes: RESET_LINK_MINUTES,
         })
     }
 
@@ -76,6 +82,13 @@ impl Renderer {
     /// service's `account.password_link_ttl_secs`, in whole days, at least one).
     pub fn with_link_ttl_secs(mut self, secs: i64) -> Self {
         self.link_days = u32::try_from((secs / 86_400).max(1)).unwrap_or(SET_PASSWORD_LINK_DAYS);
+        self
+    }
+
+    /// How long reset links work, as the emails state it (the account service's
+    /// `account.reset_link_ttl_secs`, in whole minutes, at least one).
+    pub fn with_reset_ttl_secs(mut self, secs: i64) -> Self {
+        self.reset_minutes = u32::try_from((secs / 60).max(1)).unwrap_or(RESET_LINK_MINUTES);
         self
     }
 
@@ -103,6 +116,12 @@ impl Renderer {
     fn set_password_url(&self, message_id: &str) -> String {
         let token = link_token(self.link_key.expose_secret(), SET_PASSWORD, message_id);
         format!("{}/password/set?token={token}", self.base_url)
+    }
+
+    /// The password-reset link of the message `message_id`.
+    fn reset_url(&self, message_id: &str) -> String {
+        let token = link_token(self.link_key.expose_secret(), RESET_PASSWORD, message_id);
+        format!("{}/password/reset?token={token}", self.base_url)
     }
 
     pub fn render(&self, envelope: &Envelope) -> Result<RenderedEmail, RenderError> {
@@ -163,10 +182,22 @@ impl Renderer {
                 language,
                 context! { name => full_name, reasons => reasons, ..partner_context(partner) },
             ),
+            Notification::PasswordReset {
+                full_name,
+                language,
+                ..
+            } => (
+                language,
+                context! { name => full_name, accent => DEFAULT_ACCENT },
+            ),
         };
-        let link = n
-            .has_set_password_link()
-            .then(|| self.set_password_url(&envelope.id.to_string()));
+        let link = if n.has_set_password_link() {
+            Some(self.set_password_url(&envelope.id.to_string()))
+        } else if matches!(n, Notification::PasswordReset { .. }) {
+            Some(self.reset_url(&envelope.id.to_string()))
+        } else {
+            None
+        };
         let lang = self.language(lang, name).to_ascii_lowercase();
         let ctx = context! {
             platform => &self.platform,
@@ -175,6 +206,7 @@ impl Renderer {
             login_url => format!("{}/login", self.base_url),
             link => link,
             link_days => self.link_days,
+            reset_minutes => self.reset_minutes,
             ..ctx
         };
         let part = |file: &str, ctx: &Value| -> Result<String, RenderError> {
@@ -552,6 +584,44 @@ mod tests {
                         assert!(!lower.contains(label), "{lang}: {label} in {part}");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn password_reset_carries_a_reset_link_in_every_language() {
+        let r = renderer().with_reset_ttl_secs(1800);
+        for (lang, subject) in [
+            ("en", "Reset your admit password"),
+            ("fr", "Réinitialisez votre mot de passe admit"),
+            ("de", "Setzen Sie Ihr admit-Passwort zurück"),
+            ("nl", "Stel je admit-wachtwoord opnieuw in"),
+            ("es", "Reset your admit password"),
+        ] {
+            let envelope = Envelope::new(Notification::PasswordReset {
+                to: "doc@example.com".into(),
+                account_id: "a1".into(),
+                full_name: Some("Doc Test".into()),
+                language: lang.into(),
+            });
+            let m = r.render(&envelope).expect("render");
+            assert_eq!(m.subject, subject, "{lang}");
+            let token = link_token(KEY, RESET_PASSWORD, &envelope.id.to_string());
+            let expected = format!("{BASE}/password/reset?token={token}");
+            assert!(m.text.contains(&expected), "{lang}: {}", m.text);
+            assert!(
+                unslash(&m.html).contains(&format!("href=\"{expected}\"")),
+                "{lang}"
+            );
+            // Not a set-password link: that token would not work at the reset page.
+            let set = link_token(KEY, SET_PASSWORD, &envelope.id.to_string());
+            assert!(!m.text.contains(&set) && !m.html.contains(&set), "{lang}");
+            assert!(links(&m.text).is_empty(), "{lang}");
+            // The configured lifetime, and the name.
+            assert!(m.text.contains("30"), "{lang}: {}", m.text);
+            assert!(m.text.contains("Doc Test") && m.html.contains("Doc Test"));
+            for part in [&m.subject, &m.text, &m.html] {
+                assert!(!part.contains("{{") && !part.contains("{%"), "{lang}");
             }
         }
     }

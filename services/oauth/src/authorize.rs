@@ -18,7 +18,7 @@ use crate::token::{list, sign, Issued, TokenState};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use admit_domain::secret;
-use admit_runtime::web::{self as pages, Csrf};
+use admit_runtime::web::{self as pages, Csrf, Lang};
 use admit_store::grants::{self, CodeRow, GrantRow, SessionRow};
 use admit_store::partners::{self, ClientRow};
 use minijinja::context;
@@ -64,19 +64,34 @@ enum Refusal {
     Redirect(String),
 }
 
-fn page_error(state: &TokenState, status: StatusCode, message: &str) -> HttpResponse {
-    state
-        .pages
-        .error(status, "This sign-in link does not work", message)
+/// `message`: a translation key, or a text already in `lang`.
+fn page_error(
+    req: &HttpRequest,
+    state: &TokenState,
+    status: StatusCode,
+    message: &str,
+) -> HttpResponse {
+    state.pages.error(
+        Lang::choose(req, None),
+        status,
+        "error-authorize-title",
+        message,
+    )
 }
 
-fn parse(raw: &str) -> Result<HashMap<String, String>, String> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(raw).map_err(|_| "the request is not readable".to_owned())?;
+/// The parameters of a request or a form; a parameter of [`PARAMS`] twice is refused
+/// with the message, in `lang`, to show.
+fn parse(raw: &str, lang: Lang) -> Result<HashMap<String, String>, String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+        .map_err(|_| admit_runtime::i18n::text(lang, "authorize-unreadable", &[]))?;
     let mut map = HashMap::new();
     for (k, v) in pairs {
         if map.insert(k.clone(), v).is_some() && PARAMS.contains(&k.as_str()) {
-            return Err(format!("the parameter {k} appears twice"));
+            return Err(admit_runtime::i18n::text(
+                lang,
+                "authorize-param-twice",
+                &[("param", k.into())],
+            ));
         }
     }
     Ok(map)
@@ -139,28 +154,26 @@ async fn check(state: &TokenState, p: &HashMap<String, String>) -> Result<Checke
     let client_id = p
         .get("client_id")
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| page("The request names no application (client_id is missing)."))?;
+        .ok_or_else(|| page("authorize-no-client"))?;
     let client = state
         .client(client_id)
         .await
-        .map_err(|e| Refusal::Page(StatusCode::SERVICE_UNAVAILABLE, e))?
-        .ok_or_else(|| page("The application that sent you here is not known to this service."))?;
+        .map_err(|e| {
+            tracing::error!(error = %e, "authorize: the client could not be read");
+            Refusal::Page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "error-unavailable-message".into(),
+            )
+        })?
+        .ok_or_else(|| page("authorize-unknown-client"))?;
     let registered = list(&client.redirect_uris);
     let redirect_uri = match p.get("redirect_uri") {
         // Exact string comparison (RFC 9700 §4.1.3): no normalising of case,
         // slashes, ports or query strings.
         Some(uri) if registered.iter().any(|r| r == uri) => uri.clone(),
-        Some(_) => {
-            return Err(page(
-                "The address this application asked to return to is not one it registered.",
-            ))
-        }
+        Some(_) => return Err(page("authorize-redirect-unregistered")),
         None if registered.len() == 1 => registered[0].clone(),
-        None => {
-            return Err(page(
-                "The request does not say where to return (redirect_uri).",
-            ))
-        }
+        None => return Err(page("authorize-no-redirect")),
     };
     let mut checked = Checked {
         client_id: client.id.clone(),
@@ -284,17 +297,17 @@ fn is_challenge(c: &str) -> bool {
 }
 
 pub async fn authorize(req: HttpRequest, state: web::Data<TokenState>) -> HttpResponse {
-    let params = match parse(req.query_string()) {
+    let params = match parse(req.query_string(), Lang::choose(&req, None)) {
         Ok(p) => p,
-        Err(m) => return page_error(&state, StatusCode::BAD_REQUEST, &m),
+        Err(m) => return page_error(&req, &state, StatusCode::BAD_REQUEST, &m),
     };
     let checked = match check(&state, &params).await {
         Ok(c) => c,
-        Err(refusal) => return refused(&state, refusal),
+        Err(refusal) => return refused(&req, &state, refusal),
     };
     let session = match pages::current_session(&req, &state.db).await {
         Ok(s) => s,
-        Err(e) => return unavailable(&state, e),
+        Err(e) => return unavailable(&req, &state, e),
     };
     let prompt = checked.prompt.clone().unwrap_or_default();
     let session = match session {
@@ -324,7 +337,7 @@ pub async fn authorize(req: HttpRequest, state: web::Data<TokenState>) -> HttpRe
         .await
     {
         Ok(r) => r,
-        Err(e) => return unavailable(&state, e),
+        Err(e) => return unavailable(&req, &state, e),
     };
     let covered = remembered.as_deref().is_some_and(|r| {
         checked
@@ -334,7 +347,7 @@ pub async fn authorize(req: HttpRequest, state: web::Data<TokenState>) -> HttpRe
             .all(|s| r.split(' ').any(|g| g == s))
     });
     if covered && !prompt.split(' ').any(|p| p == "consent") {
-        return issue(&state, &checked, &session).await;
+        return issue(&req, &state, &checked, &session).await;
     }
     if prompt.split(' ').any(|p| p == "none") {
         return found(&checked.error_uri(&state, "consent_required", "the user has not consented"));
@@ -349,31 +362,35 @@ fn found(location: &str) -> HttpResponse {
         .finish()
 }
 
-fn refused(state: &TokenState, refusal: Refusal) -> HttpResponse {
+fn refused(req: &HttpRequest, state: &TokenState, refusal: Refusal) -> HttpResponse {
     match refusal {
-        Refusal::Page(status, message) => page_error(state, status, &message),
+        Refusal::Page(status, message) => page_error(req, state, status, &message),
         Refusal::Redirect(uri) => found(&uri),
     }
 }
 
-fn unavailable(state: &TokenState, e: impl std::fmt::Display) -> HttpResponse {
+fn unavailable(req: &HttpRequest, state: &TokenState, e: impl std::fmt::Display) -> HttpResponse {
     tracing::error!(error = %e, "authorize: a dependency failed");
     state.pages.error(
+        Lang::choose(req, None),
         StatusCode::SERVICE_UNAVAILABLE,
-        "Something went wrong",
-        "The service is unavailable for a moment. Try again shortly.",
+        "error-unavailable-title",
+        "error-unavailable-message",
     )
 }
 
-fn describe(scope: &str) -> String {
-    match scope {
-        "openid" => "Know who you are on this platform".into(),
-        "profile" => "See your name and username".into(),
-        "email" => "See your email address".into(),
-        "accounts:create" => "Create accounts".into(),
-        "offline_access" => "Keep access while you are away".into(),
-        other => format!("Use “{other}”"),
-    }
+/// A scope as the consent page says it: the translation key, and the scope itself
+/// (for scopes without a text of their own).
+fn describe(scope: &str) -> (&'static str, String) {
+    let key = match scope {
+        "openid" => "scope-openid",
+        "profile" => "scope-profile",
+        "email" => "scope-email",
+        "accounts:create" => "scope-accounts-create",
+        "offline_access" => "scope-offline-access",
+        _ => "scope-other",
+    };
+    (key, scope.to_owned())
 }
 
 async fn consent_page(req: &HttpRequest, state: &TokenState, checked: &Checked) -> HttpResponse {
@@ -384,9 +401,10 @@ async fn consent_page(req: &HttpRequest, state: &TokenState, checked: &Checked) 
         .await
     {
         Ok(p) => p.map(|p| p.name).unwrap_or_default(),
-        Err(e) => return unavailable(state, e),
+        Err(e) => return unavailable(req, state, e),
     };
-    let scopes: Vec<String> = checked
+    let lang = pages::language(req, &state.db).await;
+    let scopes: Vec<(&str, String)> = checked
         .scope
         .split(' ')
         .filter(|s| !s.is_empty())
@@ -397,6 +415,7 @@ async fn consent_page(req: &HttpRequest, state: &TokenState, checked: &Checked) 
     csrf.apply(&mut res);
     state.pages.page(
         res,
+        lang,
         "consent.html",
         context! {
             csrf => csrf.token,
@@ -415,11 +434,16 @@ pub async fn decide(
     state: web::Data<TokenState>,
 ) -> HttpResponse {
     let Ok(raw) = std::str::from_utf8(&body) else {
-        return page_error(&state, StatusCode::BAD_REQUEST, "The form is not readable.");
+        return page_error(
+            &req,
+            &state,
+            StatusCode::BAD_REQUEST,
+            "authorize-form-unreadable",
+        );
     };
-    let params = match parse(raw) {
+    let params = match parse(raw, Lang::choose(&req, None)) {
         Ok(p) => p,
-        Err(m) => return page_error(&state, StatusCode::BAD_REQUEST, &m),
+        Err(m) => return page_error(&req, &state, StatusCode::BAD_REQUEST, &m),
     };
     let token = params
         .get(pages::CSRF_FIELD)
@@ -427,25 +451,27 @@ pub async fn decide(
         .unwrap_or("");
     if !pages::csrf_ok(&req, token) {
         return state.pages.error(
+            Lang::choose(&req, None),
             StatusCode::FORBIDDEN,
-            "This form has expired",
-            "For your safety the form was not accepted. Go back, reload the page and try again.",
+            "error-csrf-title",
+            "error-csrf-message",
         );
     }
     let checked = match check(&state, &params).await {
         Ok(c) => c,
-        Err(refusal) => return refused(&state, refusal),
+        Err(refusal) => return refused(&req, &state, refusal),
     };
     let session = match pages::current_session(&req, &state.db).await {
         Ok(Some(s)) => s,
         Ok(None) => {
             return page_error(
+                &req,
                 &state,
                 StatusCode::UNAUTHORIZED,
-                "You were signed out. Go back to the application and start again.",
+                "authorize-signed-out",
             )
         }
-        Err(e) => return unavailable(&state, e),
+        Err(e) => return unavailable(&req, &state, e),
     };
     if params.get("decision").map(String::as_str) != Some("allow") {
         let uri = checked.error_uri(&state, "access_denied", "the user declined");
@@ -480,13 +506,18 @@ pub async fn decide(
         })
         .await;
     if let Err(e) = remembered {
-        return unavailable(&state, e);
+        return unavailable(&req, &state, e);
     }
-    issue(&state, &checked, &session).await
+    issue(&req, &state, &checked, &session).await
 }
 
 /// Sends the user back to the client with a code, or with an access token (implicit).
-async fn issue(state: &TokenState, checked: &Checked, session: &SessionRow) -> HttpResponse {
+async fn issue(
+    req: &HttpRequest,
+    state: &TokenState,
+    checked: &Checked,
+    session: &SessionRow,
+) -> HttpResponse {
     let mut p: Vec<(&str, String)> = Vec::new();
     if checked.is_implicit() {
         let ttl = i64::from(checked.client.access_ttl_secs.max(1));
@@ -500,7 +531,7 @@ async fn issue(state: &TokenState, checked: &Checked, session: &SessionRow) -> H
         };
         let token = match sign(state, &issued) {
             Ok(t) => t,
-            Err(e) => return unavailable(state, format!("{e:?}")),
+            Err(e) => return unavailable(req, state, format!("{e:?}")),
         };
         p.push(("access_token", token));
         p.push(("token_type", "bearer".into()));
@@ -536,7 +567,7 @@ async fn issue(state: &TokenState, checked: &Checked, session: &SessionRow) -> H
             })
             .await;
         if let Err(e) = stored {
-            return unavailable(state, e);
+            return unavailable(req, state, e);
         }
         p.push(("code", code));
     }
@@ -551,4 +582,50 @@ async fn issue(state: &TokenState, checked: &Checked, session: &SessionRow) -> H
     let borrowed: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let uri = with_params(&checked.redirect_uri, checked.is_implicit(), &borrowed);
     pages::redirect(&uri).finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use admit_runtime::i18n;
+
+    #[test]
+    fn the_consent_page_and_the_error_messages_have_texts() {
+        for (_, source) in TEMPLATES {
+            for key in i18n::keys_in_template(source) {
+                assert!(i18n::is_key(key), "{key}");
+            }
+        }
+        for scope in [
+            "openid",
+            "profile",
+            "email",
+            "accounts:create",
+            "offline_access",
+            "x",
+        ] {
+            assert!(i18n::is_key(describe(scope).0), "{scope}");
+        }
+        for key in [
+            "error-authorize-title",
+            "authorize-unreadable",
+            "authorize-param-twice",
+            "authorize-no-client",
+            "authorize-unknown-client",
+            "authorize-redirect-unregistered",
+            "authorize-no-redirect",
+            "authorize-form-unreadable",
+            "authorize-signed-out",
+        ] {
+            assert!(i18n::is_key(key), "{key}");
+        }
+        let twice = parse(
+            "client_id=a&client_id=b",
+            Lang::from_code("fr").unwrap_or_default(),
+        );
+        assert_eq!(
+            twice.err().as_deref(),
+            Some("Le paramètre client_id apparaît deux fois.")
+        );
+    }
 }
