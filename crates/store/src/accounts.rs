@@ -120,6 +120,11 @@ pub fn purge_expired_test_accounts(
             .filter(crate::schema::password_tokens::account_id.eq_any(&expired)),
     )
     .execute(conn)?;
+    diesel::delete(
+        crate::schema::confirmations::table
+            .filter(crate::schema::confirmations::account_id.eq_any(&expired)),
+    )
+    .execute(conn)?;
     Ok(diesel::delete(accounts::table.filter(accounts::id.eq_any(&expired))).execute(conn)?)
 }
 
