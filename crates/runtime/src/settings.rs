@@ -170,6 +170,10 @@ pub struct AccountSettings {
     /// limit of that endpoint.
     pub batch_max_users: usize,
     pub batch_max_body_bytes: usize,
+    /// How long the link of a "confirm your address" email works (7 days).
+    pub confirm_link_ttl_secs: i64,
+    /// How long the code of a "confirm your phone" text message works (15 minutes).
+    pub confirm_code_ttl_secs: i64,
 }
 
 impl Default for AccountSettings {
@@ -187,6 +191,8 @@ impl Default for AccountSettings {
             password_link_ttl_secs: 7 * 24 * 3600,
             batch_max_users: 10_000,
             batch_max_body_bytes: 16 * 1024 * 1024,
+            confirm_link_ttl_secs: 7 * 24 * 3600,
+            confirm_code_ttl_secs: 15 * 60,
         }
     }
 }
@@ -279,11 +285,26 @@ impl Default for SmtpSettings {
     }
 }
 
+/// The SMS gateway: text messages (the codes that confirm a phone) are sent as an
+/// HTTP POST of `{"to": "+…", "text": "…"}` to `url`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsSettings {
+    /// The gateway's endpoint; unset: text messages cannot be sent (they are
+    /// dead-lettered). The embedded default keeps them in its inbox instead.
+    pub url: Option<String>,
+    /// Sent as `Authorization: Bearer …` when set.
+    pub token: Option<SecretString>,
+    /// The whole request's time limit (0: 10 seconds).
+    pub timeout_secs: u64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MailerSettings {
     pub port: u16,
     pub smtp: SmtpSettings,
+    pub sms: SmsSettings,
     /// The From header of every email.
     pub from: String,
     /// The platform's name as emails say it.
@@ -311,6 +332,7 @@ impl Default for MailerSettings {
         Self {
             port: 8083,
             smtp: SmtpSettings::default(),
+            sms: SmsSettings::default(),
             from: "admit <no-reply@admit.invalid>".into(),
             platform_name: "admit".into(),
             consumer: None,

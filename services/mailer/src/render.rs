@@ -7,7 +7,7 @@
 //! database never hold a usable link.
 
 use admit_domain::locale::EMAIL_LANGUAGES;
-use admit_domain::secret::{link_token, SET_PASSWORD};
+use admit_domain::secret::{link_token, numeric_code, CONFIRM_EMAIL, CONFIRM_PHONE, SET_PASSWORD};
 use admit_domain::{Envelope, Notification, PartnerBrand};
 use minijinja::{context, Environment, UndefinedBehavior, Value};
 use secrecy::{ExposeSecret, SecretSlice};
@@ -28,6 +28,19 @@ pub struct RenderedEmail {
     pub text: String,
     pub html: String,
 }
+
+/// A text message (SMS) to a phone number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedSms {
+    pub message_id: String,
+    /// E.164.
+    pub to: String,
+    pub text: String,
+}
+
+/// How long the code of a text message works, as the message states it (the account
+/// service's `account.confirm_code_ttl_secs`, 15 minutes by default).
+pub const CONFIRM_CODE_MINUTES: u32 = 15;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot render {kind}: {message}")]
@@ -51,6 +64,8 @@ pub struct Renderer {
     base_url: String,
     link_key: SecretSlice<u8>,
     link_days: u32,
+    confirm_days: u32,
+    code_minutes: u32,
 }
 
 impl Renderer {
@@ -69,7 +84,19 @@ impl Renderer {
             base_url: base_url.trim_end_matches('/').to_owned(),
             link_key: SecretSlice::from(link_key),
             link_days: SET_PASSWORD_LINK_DAYS,
+            confirm_days: SET_PASSWORD_LINK_DAYS,
+            code_minutes: CONFIRM_CODE_MINUTES,
         })
+    }
+
+    /// How long confirmation links and codes work, as the messages state it
+    /// (`account.confirm_link_ttl_secs` in whole days and `account.confirm_code_ttl_secs`
+    /// in whole minutes, at least one).
+    pub fn with_confirm_ttl_secs(mut self, link_secs: i64, code_secs: i64) -> Self {
+        self.confirm_days =
+            u32::try_from((link_secs / 86_400).max(1)).unwrap_or(SET_PASSWORD_LINK_DAYS);
+        self.code_minutes = u32::try_from((code_secs / 60).max(1)).unwrap_or(CONFIRM_CODE_MINUTES);
+        self
     }
 
     /// How long set-password links work, as the emails state it (the account
@@ -103,6 +130,54 @@ impl Renderer {
     fn set_password_url(&self, message_id: &str) -> String {
         let token = link_token(self.link_key.expose_secret(), SET_PASSWORD, message_id);
         format!("{}/password/set?token={token}", self.base_url)
+    }
+
+    /// The link of the "confirm your address" email `message_id`.
+    fn confirm_url(&self, message_id: &str) -> String {
+        let token = link_token(self.link_key.expose_secret(), CONFIRM_EMAIL, message_id);
+        format!("{}/confirm?token={token}", self.base_url)
+    }
+
+    /// A text message: `templates/<language>/<kind>/sms.txt`, English as the fallback.
+    pub fn render_sms(&self, envelope: &Envelope) -> Result<RenderedSms, RenderError> {
+        let n = &envelope.notification;
+        let name = n.kind();
+        let Notification::ConfirmPhone { to, language, .. } = n else {
+            return Err(RenderError::new(name, "not a text message"));
+        };
+        let wanted = language.trim().to_ascii_lowercase();
+        let lang = if EMAIL_LANGUAGES.iter().any(|l| *l == wanted)
+            && self
+                .env
+                .get_template(&format!("{wanted}/{name}/sms.txt"))
+                .is_ok()
+        {
+            wanted
+        } else {
+            "en".to_owned()
+        };
+        let code = numeric_code(
+            self.link_key.expose_secret(),
+            CONFIRM_PHONE,
+            &envelope.id.to_string(),
+        );
+        let text = self
+            .env
+            .get_template(&format!("{lang}/{name}/sms.txt"))
+            .and_then(|t| {
+                t.render(context! {
+                    platform => &self.platform,
+                    code => code,
+                    minutes => self.code_minutes,
+                    confirm_url => format!("{}/confirm/phone", self.base_url),
+                })
+            })
+            .map_err(|e| RenderError::new(name, e))?;
+        Ok(RenderedSms {
+            message_id: envelope.id.to_string(),
+            to: to.clone(),
+            text: text.trim().to_owned(),
+        })
     }
 
     pub fn render(&self, envelope: &Envelope) -> Result<RenderedEmail, RenderError> {
@@ -154,10 +229,31 @@ impl Renderer {
                 language,
                 context! { name => full_name, reasons => reasons, ..partner_context(partner) },
             ),
+            Notification::ConfirmEmail {
+                full_name,
+                username,
+                language,
+                ..
+            } => (
+                language,
+                context! { name => full_name, username => username, accent => DEFAULT_ACCENT },
+            ),
+            Notification::ConfirmPhone { .. } => {
+                return Err(RenderError::new(name, "a text message, not an email"))
+            }
         };
-        let link = n
-            .has_set_password_link()
-            .then(|| self.set_password_url(&envelope.id.to_string()));
+        let confirm = matches!(n, Notification::ConfirmEmail { .. });
+        let link = if confirm {
+            Some(self.confirm_url(&envelope.id.to_string()))
+        } else {
+            n.has_set_password_link()
+                .then(|| self.set_password_url(&envelope.id.to_string()))
+        };
+        let link_days = if confirm {
+            self.confirm_days
+        } else {
+            self.link_days
+        };
         let lang = self.language(lang, name).to_ascii_lowercase();
         let ctx = context! {
             platform => &self.platform,
@@ -165,7 +261,7 @@ impl Renderer {
             portal_url => format!("{}/", self.base_url),
             login_url => format!("{}/login", self.base_url),
             link => link,
-            link_days => self.link_days,
+            link_days => link_days,
             ..ctx
         };
         let part = |file: &str, ctx: &Value| -> Result<String, RenderError> {
