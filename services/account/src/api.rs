@@ -109,7 +109,9 @@ impl utoipa::Modify for PartnerSecurity {
     paths(
         crate::create_account,
         crate::partner_api::create,
-        crate::batch::user_create
+        crate::batch::user_create,
+        crate::confirm::confirm_api,
+        crate::confirm::request_code_api
     ),
     components(schemas(
         SignupRequest,
@@ -128,7 +130,11 @@ impl utoipa::Modify for PartnerSecurity {
         crate::batch::RowResult,
         crate::batch::Reason,
         crate::batch::Status,
-        crate::batch::Counts
+        crate::batch::Counts,
+        crate::confirm::ConfirmationRequest,
+        crate::confirm::ConfirmationResponse,
+        crate::confirm::CodeRequest,
+        crate::confirm::CodeResponse
     ))
 )]
 pub struct AccountApi;

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod batch;
+pub mod confirm;
 pub mod error;
 pub mod hasher;
 pub mod limit;
@@ -60,6 +61,9 @@ pub struct AccountState {
     /// `user.create`: most users in one request, and its body limit.
     pub batch_max_users: usize,
     pub batch_max_body_bytes: usize,
+    /// How long a "confirm your address" link and a phone's code work.
+    pub confirm_link_ttl_secs: i64,
+    pub confirm_code_ttl_secs: i64,
     created: prometheus::IntCounter,
 }
 
@@ -90,6 +94,8 @@ impl AccountState {
             grant_ttl_secs: settings.oauth.refresh_ttl_secs.max(60),
             batch_max_users: settings.account.batch_max_users.max(1),
             batch_max_body_bytes: settings.account.batch_max_body_bytes,
+            confirm_link_ttl_secs: settings.account.confirm_link_ttl_secs.max(60),
+            confirm_code_ttl_secs: settings.account.confirm_code_ttl_secs.max(60),
             outbox_wake,
             created,
         })
@@ -116,7 +122,23 @@ pub fn configure(
             .route("/login", web::post().to(pages::login))
             .route("/signup", web::get().to(pages::signup_page))
             .route("/signup", web::post().to(pages::signup))
-            .route("/logout", web::post().to(pages::logout));
+            .route("/logout", web::post().to(pages::logout))
+            .route("/confirm", web::get().to(confirm::confirm_page))
+            .route("/confirm", web::post().to(confirm::confirm))
+            .route("/confirm/phone", web::get().to(confirm::confirm_phone_page))
+            .route("/confirm/phone", web::post().to(confirm::confirm_phone))
+            .route(
+                "/confirm/phone/code",
+                web::post().to(confirm::request_code_page),
+            )
+            .route(
+                "/account/confirmation",
+                web::post().to(confirm::confirm_api),
+            )
+            .route(
+                "/account/confirmation/code",
+                web::post().to(confirm::request_code_api),
+            );
     }
 }
 
@@ -210,14 +232,14 @@ pub async fn create_account(
             "automatic sign-in is not available yet",
         ));
     }
-    if !options.is_enabled {
+    if !options.is_enabled && new.contacts.is_empty() {
         return Err(ApiError::invalid(
             "is_enabled",
-            "pending accounts are not available yet",
+            "a pending account needs an EMAIL or PHONE contact to confirm it",
         ));
     }
 
-    let (account_id, now) = register(&state, &new).await?;
+    let (account_id, now) = register_with(&state, &new, !options.is_enabled).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({
         "account_id": account_id,
         "creation_time": now.to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -293,6 +315,8 @@ pub(crate) fn password_link(
         | Notification::SetPassword { account_id, .. }
         | Notification::AlreadyRegistered { account_id, .. }
         | Notification::Welcome { account_id, .. } => account_id.clone(),
+        Notification::ConfirmEmail { account_id, .. }
+        | Notification::ConfirmPhone { account_id, .. } => account_id.clone(),
         Notification::RegistrationFailed { .. } => String::new(),
     };
     let token = admit_domain::secret::link_token(
@@ -321,6 +345,18 @@ pub(crate) async fn register(
     state: &AccountState,
     new: &NewAccount,
 ) -> Result<(String, DateTime<Utc>), ApiError> {
+    register_with(state, new, false).await
+}
+
+/// [`register`], or with `pending` a pending account (SPEC §3 `is_enabled=false`):
+/// status `pending`, and in place of the welcome email the messages that confirm
+/// its contacts ([`confirm::pending_messages`]), in the same transaction.
+pub(crate) async fn register_with(
+    state: &AccountState,
+    new: &NewAccount,
+    pending: bool,
+) -> Result<(String, DateTime<Utc>), ApiError> {
+    let keys = confirm::Keys::of(state);
     // The whole sign-up after parsing runs on the hash thread: a cheap look first, so
     // a taken contact costs no hash, then the hash, then the one transaction that
     // writes the account and its outbox row. One hand-off to the pool and one back,
@@ -336,13 +372,21 @@ pub(crate) async fn register(
             }
             let password_hash = hasher::hash_blocking(new.password.expose())?;
             let now = Utc::now();
-            let (account, contacts, envelope) = records(&new, password_hash, now);
+            let (mut account, contacts, mut envelope) = records(&new, password_hash, now);
             let account_id = account.id.clone();
+            let confirmations = if pending {
+                account.status = admit_store::confirmations::PENDING.into();
+                envelope = None;
+                confirm::pending_messages(&keys, &new, &account_id, now.naive_utc())
+            } else {
+                Vec::new()
+            };
             let written = db.write_on(&mut conn, |conn| {
                 accounts::insert(conn, &account, &contacts)?;
                 if let Some(envelope) = &envelope {
                     outbox::enqueue(conn, outbox::MAIL_TOPIC, envelope)?;
                 }
+                confirm::write_messages(conn, &confirmations, now.naive_utc())?;
                 Ok(())
             });
             match written {
