@@ -730,4 +730,81 @@ mod tests {
         let m = r.render(envelope).expect("render");
         assert!(!m.subject.contains('\n') && !m.subject.contains('\r'));
     }
+
+    fn confirm_email(lang: &str) -> Envelope {
+        Envelope::new(Notification::ConfirmEmail {
+            to: "doc@example.com".into(),
+            account_id: "a1".into(),
+            full_name: Some("Doc Test".into()),
+            username: Some("doctest".into()),
+            language: lang.into(),
+        })
+    }
+
+    #[test]
+    fn confirm_email_carries_the_derived_confirm_link_in_every_language() {
+        let r = renderer().with_confirm_ttl_secs(3 * 86_400, 600);
+        for (lang, word) in [
+            ("en", "confirm your address"),
+            ("fr", "confirmez votre adresse"),
+            ("de", "bestätigen Sie Ihre Adresse"),
+            ("nl", "bevestig je adres"),
+            ("es", "confirm your address"),
+        ] {
+            let envelope = confirm_email(lang);
+            let m = r.render(&envelope).expect("render");
+            assert!(m.subject.contains(word), "{lang}: {}", m.subject);
+            let token = link_token(KEY, CONFIRM_EMAIL, &envelope.id.to_string());
+            let expected = format!("{BASE}/confirm?token={token}");
+            assert!(m.text.contains(&expected), "{lang}: {}", m.text);
+            assert!(
+                unslash(&m.html).contains(&format!("href=\"{expected}\"")),
+                "{lang}"
+            );
+            assert!(m.text.contains(" 3 "), "{lang}: the link's days");
+            assert!(m.text.contains("Doc Test") && m.text.contains("doctest"));
+            // Not a set-password link, and no other purpose's token.
+            assert!(links(&m.text).is_empty(), "{lang}");
+            let other = link_token(KEY, SET_PASSWORD, &envelope.id.to_string());
+            assert!(!m.text.contains(&other) && !m.html.contains(&other));
+            for part in [&m.subject, &m.text, &m.html] {
+                assert!(!part.contains("{{") && !part.contains("{%"), "{lang}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_text_message_carries_the_derived_code_and_is_no_email() {
+        let r = renderer().with_confirm_ttl_secs(86_400, 600);
+        for (lang, word) in [
+            ("en", "code"),
+            ("fr", "code"),
+            ("de", "Code"),
+            ("nl", "code"),
+            ("es", "is your admit code"),
+            ("", "is your admit code"),
+        ] {
+            let envelope = Envelope::new(Notification::ConfirmPhone {
+                to: "+33612345678".into(),
+                account_id: "a1".into(),
+                language: lang.into(),
+            });
+            let sms = r.render_sms(&envelope).expect("render");
+            let code = numeric_code(KEY, CONFIRM_PHONE, &envelope.id.to_string());
+            assert_eq!(sms.to, "+33612345678");
+            assert_eq!(sms.message_id, envelope.id.to_string());
+            assert!(sms.text.starts_with(&code), "{lang}: {}", sms.text);
+            assert!(sms.text.contains(word), "{lang}: {}", sms.text);
+            assert!(
+                sms.text.contains("10 m") || sms.text.contains("10 M"),
+                "{lang}: the minutes"
+            );
+            assert!(sms.text.chars().count() <= 160, "{lang}: one SMS");
+            // The queued message carries no code.
+            let json = serde_json::to_string(&envelope).expect("serialize");
+            assert!(!json.contains(&code));
+            assert!(r.render(&envelope).is_err(), "a text is not an email");
+        }
+        assert!(r.render_sms(&confirm_email("en")).is_err());
+    }
 }
