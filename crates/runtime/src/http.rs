@@ -96,7 +96,7 @@ where
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .wrap(from_fn(crate::metrics::track))
-            .wrap(tracing_actix_web::TracingLogger::default())
+            .wrap(tracing_actix_web::TracingLogger::<PathOnlySpan>::new())
             .app_data(readiness_data.clone())
             .app_data(metrics_data.clone())
             .configure(crate::health::routes)
@@ -138,4 +138,54 @@ async fn not_found() -> actix_web::HttpResponse {
 /// Binds `host:port` (port 0: any free port).
 pub fn bind(host: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
     std::net::TcpListener::bind((host, port))
+}
+
+/// The request span of every log line, as tracing-actix-web's default but for
+/// `http.target`: the path without the query, which carries the tokens of email links
+/// (`/password/set?token=…`, `/confirm?token=…`) and must never reach a log.
+pub struct PathOnlySpan;
+
+impl tracing_actix_web::RootSpanBuilder for PathOnlySpan {
+    fn on_request_start(request: &actix_web::dev::ServiceRequest) -> tracing::Span {
+        use actix_web::HttpMessage as _;
+        let user_agent = request
+            .headers()
+            .get("User-Agent")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let route = request.match_pattern().unwrap_or_else(|| "default".into());
+        let method = request.method().as_str().to_owned();
+        let request_id = request
+            .extensions()
+            .get::<tracing_actix_web::RequestId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let info = request.connection_info().clone();
+        tracing::info_span!(
+            "HTTP request",
+            http.method = %method,
+            http.route = %route,
+            http.flavor = ?request.version(),
+            http.scheme = %info.scheme(),
+            http.host = %info.host(),
+            http.client_ip = %info.realip_remote_addr().unwrap_or(""),
+            http.user_agent = %user_agent,
+            http.target = %request.path(),
+            http.status_code = tracing::field::Empty,
+            otel.name = %format!("{method} {route}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            request_id = %request_id,
+            exception.message = tracing::field::Empty,
+            exception.details = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: actix_web::body::MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
+    ) {
+        tracing_actix_web::DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
 }
