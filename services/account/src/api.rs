@@ -111,7 +111,12 @@ impl utoipa::Modify for PartnerSecurity {
         crate::partner_api::create,
         crate::batch::user_create,
         crate::confirm::confirm_api,
-        crate::confirm::request_code_api
+        crate::confirm::request_code_api,
+        crate::confirm::confirm_page,
+        crate::confirm::confirm,
+        crate::confirm::confirm_phone_page,
+        crate::confirm::confirm_phone,
+        crate::confirm::request_code_page
     ),
     components(schemas(
         SignupRequest,
@@ -134,7 +139,10 @@ impl utoipa::Modify for PartnerSecurity {
         crate::confirm::ConfirmationRequest,
         crate::confirm::ConfirmationResponse,
         crate::confirm::CodeRequest,
-        crate::confirm::CodeResponse
+        crate::confirm::CodeResponse,
+        crate::confirm::ConfirmFormDoc,
+        crate::confirm::PhoneFormDoc,
+        crate::confirm::CodeFormDoc
     ))
 )]
 pub struct AccountApi;

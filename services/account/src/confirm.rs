@@ -190,6 +190,16 @@ fn confirmed_page(state: &AccountState, phone: bool) -> HttpResponse {
 }
 
 /// `GET /confirm?token=…`: the button that confirms; the link is not used yet.
+#[utoipa::path(
+    get,
+    path = "/confirm",
+    tag = "pages",
+    params(("token" = String, Query, description = "The token of the \"confirm your address\" email's link.")),
+    responses(
+        (status = 200, description = "A page with the button that confirms (a CSRF form posting to /confirm); nothing is used yet", content_type = "text/html"),
+        (status = 410, description = "The link was used, or expired, or is unknown", content_type = "text/html"),
+    )
+)]
 pub async fn confirm_page(
     req: HttpRequest,
     query: web::Query<TokenQuery>,
@@ -217,6 +227,18 @@ pub async fn confirm_page(
 }
 
 /// `POST /confirm`: uses the link and confirms the address.
+#[utoipa::path(
+    post,
+    path = "/confirm",
+    tag = "pages",
+    request_body(content = ConfirmFormDoc, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The address is confirmed and the account enabled; the page links to sign in", content_type = "text/html"),
+        (status = 400, description = "The form could not be read", content_type = "text/html"),
+        (status = 403, description = "The CSRF token does not match its cookie", content_type = "text/html"),
+        (status = 410, description = "The link was used, or expired, or is unknown", content_type = "text/html"),
+    )
+)]
 pub async fn confirm(
     req: HttpRequest,
     body: web::Bytes,
@@ -472,6 +494,33 @@ pub async fn request_code_api(
 
 const ACCEPTED: &str = "If this phone number belongs to an account waiting for confirmation, a new code is on its way.";
 
+/// The form of `POST /confirm`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConfirmFormDoc {
+    /// The page's CSRF token (the same as its `__Host-admit_csrf` cookie).
+    pub csrf_token: String,
+    /// The link's token.
+    pub token: String,
+}
+
+/// The form of `POST /confirm/phone`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PhoneFormDoc {
+    pub csrf_token: String,
+    /// E.164.
+    pub phone: String,
+    /// The 6 digits of the text message.
+    pub code: String,
+}
+
+/// The form of `POST /confirm/phone/code`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CodeFormDoc {
+    pub csrf_token: String,
+    /// E.164.
+    pub phone: String,
+}
+
 #[derive(Deserialize, Default)]
 pub struct PhoneQuery {
     #[serde(default)]
@@ -507,6 +556,15 @@ fn phone_form(
 }
 
 /// `GET /confirm/phone`: the form for the code of a text message.
+#[utoipa::path(
+    get,
+    path = "/confirm/phone",
+    tag = "pages",
+    params(("phone" = Option<String>, Query, description = "Fills in the phone number.")),
+    responses(
+        (status = 200, description = "The form: phone number and code (posting to /confirm/phone), and a \"send a new code\" form (posting to /confirm/phone/code)", content_type = "text/html"),
+    )
+)]
 pub async fn confirm_phone_page(
     req: HttpRequest,
     query: web::Query<PhoneQuery>,
@@ -516,6 +574,19 @@ pub async fn confirm_phone_page(
 }
 
 /// `POST /confirm/phone`: checks the code; confirms the phone when it is right.
+#[utoipa::path(
+    post,
+    path = "/confirm/phone",
+    tag = "pages",
+    request_body(content = PhoneFormDoc, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The phone is confirmed and the account enabled", content_type = "text/html"),
+        (status = 400, description = "The number or the code is malformed, or the code is not right (the page says how many attempts are left)", content_type = "text/html"),
+        (status = 403, description = "The CSRF token does not match its cookie", content_type = "text/html"),
+        (status = 410, description = "No code is waiting for this number: used, replaced or expired", content_type = "text/html"),
+        (status = 429, description = "The code had 5 attempts and is locked: ask for a new one", content_type = "text/html"),
+    )
+)]
 pub async fn confirm_phone(
     req: HttpRequest,
     body: web::Bytes,
@@ -541,6 +612,18 @@ pub async fn confirm_phone(
 }
 
 /// `POST /confirm/phone/code`: the page's "send a new code".
+#[utoipa::path(
+    post,
+    path = "/confirm/phone/code",
+    tag = "pages",
+    request_body(content = CodeFormDoc, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The form again, saying a code is on its way if the number waits for one (the same page either way)", content_type = "text/html"),
+        (status = 400, description = "The number is malformed", content_type = "text/html"),
+        (status = 403, description = "The CSRF token does not match its cookie", content_type = "text/html"),
+        (status = 429, description = "Too many codes asked for this number or from this address", content_type = "text/html"),
+    )
+)]
 pub async fn request_code_page(
     req: HttpRequest,
     body: web::Bytes,
