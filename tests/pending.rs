@@ -349,7 +349,42 @@ where
         1,
         "the confirm email replaces the welcome email"
     );
-    let link = confirm_link(&texts[0])?;
+    let first = confirm_link(&texts[0])?;
+    // A new link, asked for on the page the login page links to: the same answer as
+    // for an address nobody registered; it replaces the first link.
+    let mut agent = Agent::new()?;
+    let mut notices = Vec::new();
+    for address in [email.clone(), format!("{}@example.com", unique("nobody"))] {
+        let page = agent.get(&format!("{base}/confirm/email")).await?;
+        let mut form = hidden_fields(&page.body);
+        form.push(("email".into(), address));
+        let done = agent.post(&format!("{base}/confirm/email"), &form).await?;
+        assert_eq!(done.status, 200, "{}", done.body);
+        assert!(done.body.contains("id=\"link-notice\""), "{}", done.body);
+        notices.push(
+            done.body
+                .split("id=\"link-notice\"")
+                .nth(1)
+                .and_then(|r| r.split("</p>").next())
+                .map(str::to_owned),
+        );
+    }
+    assert_eq!(notices[0], notices[1]);
+    let bad = {
+        let page = agent.get(&format!("{base}/confirm/email")).await?;
+        let mut form = hidden_fields(&page.body);
+        form.push(("email".into(), "not-an-address".into()));
+        agent.post(&format!("{base}/confirm/email"), &form).await?
+    };
+    assert_eq!(bad.status, 400);
+    let texts = mail.texts(&email, 2).await?;
+    // (The SMTP capture keeps no order: the new link is the other one.)
+    let link = texts
+        .iter()
+        .filter_map(|t| confirm_link(t).ok())
+        .find(|l| *l != first)
+        .context("a second, different link")?;
+    assert_eq!(Agent::new()?.get(&first).await?.status, 410, "replaced");
     let mut scanner = Agent::new()?;
     for _ in 0..2 {
         let page = scanner.get(&link).await?;

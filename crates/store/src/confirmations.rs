@@ -206,10 +206,20 @@ pub fn pending_phone(
     conn: &mut AnyConnection,
     phone: &str,
 ) -> Result<Option<crate::accounts::AccountRow>, StoreError> {
+    pending_contact(conn, "PHONE", phone)
+}
+
+/// The pending account whose unconfirmed contact of `kind` is `normalized`, if there
+/// is one, with the contact's value as given.
+pub fn pending_contact(
+    conn: &mut AnyConnection,
+    kind: &str,
+    normalized: &str,
+) -> Result<Option<crate::accounts::AccountRow>, StoreError> {
     Ok(contacts::table
         .inner_join(accounts::table)
-        .filter(contacts::kind.eq("PHONE"))
-        .filter(contacts::value_normalized.eq(phone))
+        .filter(contacts::kind.eq(kind))
+        .filter(contacts::value_normalized.eq(normalized))
         .filter(contacts::verified_at.is_null())
         .filter(accounts::status.eq(PENDING))
         .select(crate::accounts::AccountRow::as_select())

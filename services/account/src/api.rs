@@ -116,7 +116,9 @@ impl utoipa::Modify for PartnerSecurity {
         crate::confirm::confirm,
         crate::confirm::confirm_phone_page,
         crate::confirm::confirm_phone,
-        crate::confirm::request_code_page
+        crate::confirm::request_code_page,
+        crate::confirm::email_page,
+        crate::confirm::request_link_page
     ),
     components(schemas(
         SignupRequest,
@@ -142,7 +144,8 @@ impl utoipa::Modify for PartnerSecurity {
         crate::confirm::CodeResponse,
         crate::confirm::ConfirmFormDoc,
         crate::confirm::PhoneFormDoc,
-        crate::confirm::CodeFormDoc
+        crate::confirm::CodeFormDoc,
+        crate::confirm::EmailFormDoc
     ))
 )]
 pub struct AccountApi;

@@ -22,7 +22,7 @@ use crate::AccountState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use admit_domain::secret::{self, CODE_DIGITS, CONFIRM_EMAIL, CONFIRM_PHONE};
-use admit_domain::{Contact, Envelope, Locale, NewAccount, Notification, Phone};
+use admit_domain::{Contact, Email, Envelope, Locale, NewAccount, Notification, Phone};
 use admit_runtime::web::{self as pages, Csrf};
 use admit_store::confirmations::{self, CodeCheck, ConfirmationRow};
 use admit_store::{outbox, StoreError};
@@ -99,6 +99,39 @@ fn code_message(
     (envelope, row)
 }
 
+/// The "confirm your address" email to `email`, and its stored half.
+fn email_message(
+    keys: &Keys,
+    account_id: &str,
+    email: &Email,
+    full_name: Option<String>,
+    username: Option<String>,
+    language: String,
+    now: NaiveDateTime,
+) -> (Envelope, ConfirmationRow) {
+    let envelope = Envelope::new(Notification::ConfirmEmail {
+        to: email.as_str().to_owned(),
+        account_id: account_id.to_owned(),
+        full_name,
+        username,
+        language,
+    });
+    let id = envelope.id.to_string();
+    let token = secret::link_token(&keys.link_key, CONFIRM_EMAIL, &id);
+    let row = ConfirmationRow {
+        digest: secret::digest(&token),
+        id,
+        account_id: account_id.to_owned(),
+        kind: "EMAIL".into(),
+        contact: email.normalized(),
+        attempts: 0,
+        created_at: now,
+        expires_at: now + chrono::Duration::seconds(keys.link_ttl_secs.max(60)),
+        used_at: None,
+    };
+    (envelope, row)
+}
+
 /// The messages of a new pending account and their stored halves: a "confirm your
 /// address" email to the primary email, a code to the primary phone. (It replaces
 /// the welcome email, which it includes.)
@@ -111,29 +144,15 @@ pub(crate) fn pending_messages(
     let mut out = Vec::new();
     for c in new.contacts.iter().filter(|c| c.is_primary()) {
         match c {
-            Contact::Email { email, .. } => {
-                let envelope = Envelope::new(Notification::ConfirmEmail {
-                    to: email.as_str().to_owned(),
-                    account_id: account_id.to_owned(),
-                    full_name: new.full_name.clone(),
-                    username: new.username.as_ref().map(|u| u.as_str().to_owned()),
-                    language: language(new.locale.as_ref()),
-                });
-                let id = envelope.id.to_string();
-                let token = secret::link_token(&keys.link_key, CONFIRM_EMAIL, &id);
-                let row = ConfirmationRow {
-                    digest: secret::digest(&token),
-                    id,
-                    account_id: account_id.to_owned(),
-                    kind: "EMAIL".into(),
-                    contact: email.normalized(),
-                    attempts: 0,
-                    created_at: now,
-                    expires_at: now + chrono::Duration::seconds(keys.link_ttl_secs.max(60)),
-                    used_at: None,
-                };
-                out.push((envelope, row));
-            }
+            Contact::Email { email, .. } => out.push(email_message(
+                keys,
+                account_id,
+                email,
+                new.full_name.clone(),
+                new.username.as_ref().map(|u| u.as_str().to_owned()),
+                language(new.locale.as_ref()),
+                now,
+            )),
             Contact::Phone { phone, .. } => out.push(code_message(
                 keys,
                 account_id,
@@ -263,6 +282,166 @@ pub async fn confirm(
         Ok(None) => link_gone(&state),
         Err(e) => crate::pages::unavailable(&state, e),
     }
+}
+
+// --- a new link ------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub struct EmailForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    email: String,
+}
+
+/// The form of `POST /confirm/email`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EmailFormDoc {
+    pub csrf_token: String,
+    /// The address of a pending account.
+    pub email: String,
+}
+
+const LINK_SENT: &str = "If this address belongs to an account waiting for confirmation, a new link is on its way. It replaces the links sent before.";
+
+fn email_form(
+    req: &HttpRequest,
+    state: &AccountState,
+    status: StatusCode,
+    email: &str,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> HttpResponse {
+    let csrf = Csrf::of(req);
+    let mut res = HttpResponse::build(status);
+    csrf.apply(&mut res);
+    state.pages.page(
+        res,
+        "confirm_email.html",
+        context! { csrf => csrf.token, email, error, notice },
+    )
+}
+
+/// `GET /confirm/email`: asks for a new "confirm your address" email.
+#[utoipa::path(
+    get,
+    path = "/confirm/email",
+    tag = "pages",
+    responses(
+        (status = 200, description = "The form that asks for a new link (posting to /confirm/email)", content_type = "text/html"),
+    )
+)]
+pub async fn email_page(req: HttpRequest, state: web::Data<AccountState>) -> HttpResponse {
+    email_form(&req, &state, StatusCode::OK, "", None, None)
+}
+
+/// `POST /confirm/email`: a new link for a pending account's unconfirmed address; the
+/// same page whether or not there is one.
+#[utoipa::path(
+    post,
+    path = "/confirm/email",
+    tag = "pages",
+    request_body(content = EmailFormDoc, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The form again, saying a link is on its way if the address waits for one (the same page either way)", content_type = "text/html"),
+        (status = 400, description = "The address is malformed", content_type = "text/html"),
+        (status = 403, description = "The CSRF token does not match its cookie", content_type = "text/html"),
+        (status = 429, description = "Too many links asked for this address or from this client address", content_type = "text/html"),
+    )
+)]
+pub async fn request_link_page(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AccountState>,
+) -> HttpResponse {
+    let Ok(f) = serde_urlencoded::from_bytes::<EmailForm>(&body) else {
+        return crate::pages::bad_form(&state);
+    };
+    if !pages::csrf_ok(&req, &f.csrf_token) {
+        return crate::pages::csrf_failed(&state);
+    }
+    match request_link(&req, &state, &f.email).await {
+        Ok(()) => email_form(
+            &req,
+            &state,
+            StatusCode::OK,
+            &f.email,
+            None,
+            Some(LINK_SENT),
+        ),
+        Err(ApiError::Unavailable(e)) | Err(ApiError::Internal(e)) => {
+            crate::pages::unavailable(&state, e)
+        }
+        Err(e) => {
+            let status = actix_web::ResponseError::status_code(&e);
+            let message = sentence(&e.to_string());
+            email_form(&req, &state, status, &f.email, Some(&message), None)
+        }
+    }
+}
+
+async fn request_link(
+    req: &HttpRequest,
+    state: &AccountState,
+    email: &str,
+) -> Result<(), ApiError> {
+    let email = Email::parse(email.trim()).map_err(|e| ApiError::invalid("email", e.message))?;
+    let address = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let email_key = format!("link-request:{}", email.normalized());
+    let address_key = format!("code-request-address:{address}");
+    for (key, limit) in [
+        (email_key.as_str(), CODE_REQUESTS),
+        (address_key.as_str(), CODE_REQUESTS_PER_ADDRESS),
+    ] {
+        if let Some(wait) = state.limiter.blocked(key, limit).await {
+            return Err(ApiError::TooManyAttempts {
+                field: "email".into(),
+                message: format!(
+                    "too many links were asked for; try again in {} minutes",
+                    wait.as_secs().div_ceil(60).max(1)
+                ),
+            });
+        }
+    }
+    state.limiter.failed(&email_key, CODE_REQUESTS).await;
+    state
+        .limiter
+        .failed(&address_key, CODE_REQUESTS_PER_ADDRESS)
+        .await;
+    let keys = Keys::of(state);
+    let sent = state
+        .db
+        .write(move |c| {
+            let Some(account) = confirmations::pending_contact(c, "EMAIL", &email.normalized())?
+            else {
+                return Ok(false);
+            };
+            let locale = account
+                .locale
+                .as_deref()
+                .and_then(|l| Locale::parse(l).ok());
+            let now = admit_store::now();
+            let message = email_message(
+                &keys,
+                &account.id,
+                &email,
+                account.full_name.clone(),
+                account.username.clone(),
+                language(locale.as_ref()),
+                now,
+            );
+            write_messages(c, &[message], now)?;
+            Ok(true)
+        })
+        .await?;
+    if sent {
+        state.outbox_wake.notify_one();
+        tracing::info!("a new confirmation link was sent");
+    }
+    Ok(())
 }
 
 // --- the code of a text message -----------------------------------------------------

@@ -125,6 +125,8 @@ pub fn configure(
             .route("/logout", web::post().to(pages::logout))
             .route("/confirm", web::get().to(confirm::confirm_page))
             .route("/confirm", web::post().to(confirm::confirm))
+            .route("/confirm/email", web::get().to(confirm::email_page))
+            .route("/confirm/email", web::post().to(confirm::request_link_page))
             .route("/confirm/phone", web::get().to(confirm::confirm_phone_page))
             .route("/confirm/phone", web::post().to(confirm::confirm_phone))
             .route(

@@ -31,6 +31,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "confirm_phone.html",
         include_str!("../templates/confirm_phone.html"),
     ),
+    (
+        "confirm_email.html",
+        include_str!("../templates/confirm_email.html"),
+    ),
 ];
 
 #[derive(Deserialize, Default)]
