@@ -95,6 +95,24 @@ pub enum Notification {
         full_name: Option<String>,
         language: String,
     },
+    /// SPEC §3 `is_enabled=false`: welcome, and confirm your address. The link's
+    /// token is derived from the message id with [`crate::secret::link_token`]
+    /// (purpose [`crate::secret::CONFIRM_EMAIL`]); the queue never carries it.
+    ConfirmEmail {
+        to: String,
+        account_id: String,
+        full_name: Option<String>,
+        username: Option<String>,
+        language: String,
+    },
+    /// SPEC §3 `is_enabled=false`: a text message (SMS) to the phone `to` with the
+    /// code that confirms it, derived from the message id with
+    /// [`crate::secret::numeric_code`]; the queue never carries the code.
+    ConfirmPhone {
+        to: String,
+        account_id: String,
+        language: String,
+    },
 }
 
 /// What an email shows of the partner on whose behalf it is sent.
@@ -140,6 +158,8 @@ impl Notification {
             Notification::AlreadyRegistered { .. } => "already_registered",
             Notification::RegistrationFailed { .. } => "registration_failed",
             Notification::PasswordReset { .. } => "password_reset",
+            Notification::ConfirmEmail { .. } => "confirm_email",
+            Notification::ConfirmPhone { .. } => "confirm_phone",
         }
     }
 
@@ -152,7 +172,14 @@ impl Notification {
             | Notification::AlreadyRegistered { to, .. }
             | Notification::RegistrationFailed { to, .. }
             | Notification::PasswordReset { to, .. } => to,
+            Notification::ConfirmEmail { to, .. } | Notification::ConfirmPhone { to, .. } => to,
         }
+    }
+
+    /// Whether the message goes out as a text message (SMS) to a phone number
+    /// rather than as an email.
+    pub fn is_sms(&self) -> bool {
+        matches!(self, Notification::ConfirmPhone { .. })
     }
 
     /// Whether the email carries a set-password link, whose token the writer stores

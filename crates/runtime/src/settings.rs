@@ -185,6 +185,10 @@ pub struct AccountSettings {
     pub captcha: CaptchaSettings,
     /// How often the purge of expired test accounts runs (one replica at a time).
     pub purge_every_secs: u64,
+    /// How long the link of a "confirm your address" email works (7 days).
+    pub confirm_link_ttl_secs: i64,
+    /// How long the code of a "confirm your phone" text message works (15 minutes).
+    pub confirm_code_ttl_secs: i64,
 }
 
 impl Default for AccountSettings {
@@ -209,6 +213,8 @@ impl Default for AccountSettings {
             social: SocialSettings::default(),
             captcha: CaptchaSettings::default(),
             purge_every_secs: 600,
+            confirm_link_ttl_secs: 7 * 24 * 3600,
+            confirm_code_ttl_secs: 15 * 60,
         }
     }
 }
@@ -454,11 +460,26 @@ impl Default for SmtpSettings {
     }
 }
 
+/// The SMS gateway: text messages (the codes that confirm a phone) are sent as an
+/// HTTP POST of `{"to": "+…", "text": "…"}` to `url`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsSettings {
+    /// The gateway's endpoint; unset: text messages cannot be sent (they are
+    /// dead-lettered). The embedded default keeps them in its inbox instead.
+    pub url: Option<String>,
+    /// Sent as `Authorization: Bearer …` when set.
+    pub token: Option<SecretString>,
+    /// The whole request's time limit (0: 10 seconds).
+    pub timeout_secs: u64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MailerSettings {
     pub port: u16,
     pub smtp: SmtpSettings,
+    pub sms: SmsSettings,
     /// The From header of every email.
     pub from: String,
     /// The platform's name as emails say it.
@@ -486,6 +507,7 @@ impl Default for MailerSettings {
         Self {
             port: 8083,
             smtp: SmtpSettings::default(),
+            sms: SmsSettings::default(),
             from: "admit <no-reply@admit.invalid>".into(),
             platform_name: "admit".into(),
             consumer: None,

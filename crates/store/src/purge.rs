@@ -8,8 +8,8 @@
 //! the next expired accounts.
 
 use crate::schema::{
-    accounts, auth_codes, consents, contacts, grants, identities, mail_messages, memberships,
-    outbox, password_tokens, refresh_tokens, sessions,
+    accounts, auth_codes, confirmations, consents, contacts, grants, identities, mail_messages,
+    memberships, outbox, password_tokens, refresh_tokens, sessions,
 };
 use crate::{AnyConnection, StoreError};
 use chrono::NaiveDateTime;
@@ -43,7 +43,7 @@ struct Locked {
 
 /// Deletes the test accounts whose time is up at `now`, with their contacts,
 /// sessions, grants (codes, refresh tokens), consents, partner memberships, linked
-/// social identities, links and mail records. Call inside [`crate::Db::write`]. `None`: another replica holds
+/// social identities, pending confirmations, links and mail records. Call inside [`crate::Db::write`]. `None`: another replica holds
 /// the purge lock, and this pass did nothing.
 pub fn expired_test_accounts(
     conn: &mut AnyConnection,
@@ -124,6 +124,11 @@ pub fn expired_test_accounts(
     count(
         "memberships",
         diesel::delete(memberships::table.filter(memberships::account_id.eq_any(&ids)))
+            .execute(conn)?,
+    );
+    count(
+        "confirmations",
+        diesel::delete(confirmations::table.filter(confirmations::account_id.eq_any(&ids)))
             .execute(conn)?,
     );
     count(

@@ -229,6 +229,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    confirmations (id) {
+        id -> Text,
+        account_id -> Text,
+        kind -> Text,
+        contact -> Text,
+        digest -> Text,
+        attempts -> Integer,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(contacts -> accounts (account_id));
 diesel::joinable!(identities -> accounts (account_id));
 diesel::joinable!(clients -> partners (partner_id));
@@ -255,5 +269,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     memberships,
     registration_failures,
     idempotency_keys,
-    identities
+    identities,
+    confirmations
 );

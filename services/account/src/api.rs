@@ -186,6 +186,16 @@ impl utoipa::Modify for PartnerSecurity {
         crate::reset::forgot,
         crate::password::reset_password_page,
         crate::password::reset_password
+,
+        crate::confirm::confirm_api,
+        crate::confirm::request_code_api,
+        crate::confirm::confirm_page,
+        crate::confirm::confirm,
+        crate::confirm::confirm_phone_page,
+        crate::confirm::confirm_phone,
+        crate::confirm::request_code_page,
+        crate::confirm::email_page,
+        crate::confirm::request_link_page
     ),
     components(schemas(
         SignupBody,
@@ -209,6 +219,15 @@ impl utoipa::Modify for PartnerSecurity {
         crate::batch::Counts,
         crate::reset::ForgotForm,
         crate::password::PasswordForm
+,
+        crate::confirm::ConfirmationRequest,
+        crate::confirm::ConfirmationResponse,
+        crate::confirm::CodeRequest,
+        crate::confirm::CodeResponse,
+        crate::confirm::ConfirmFormDoc,
+        crate::confirm::PhoneFormDoc,
+        crate::confirm::CodeFormDoc,
+        crate::confirm::EmailFormDoc
     ))
 )]
 pub struct AccountApi;

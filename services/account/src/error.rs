@@ -40,6 +40,12 @@ pub enum ApiError {
     ContactAlreadyUsed { field: String, message: String },
     #[error("this username is already used")]
     UsernameAlreadyUsed,
+    /// A single-use code that no longer works: used, replaced or expired (410).
+    #[error("{message}")]
+    Gone { field: String, message: String },
+    /// A code locked after too many wrong attempts, or too many requests (429).
+    #[error("{message}")]
+    TooManyAttempts { field: String, message: String },
     #[error("the service is temporarily unavailable; retry")]
     Unavailable(String),
     #[error("internal error")]
@@ -75,6 +81,8 @@ impl ApiError {
             }
             ApiError::ContactAlreadyUsed { .. } => "ContactAlreadyUsedException",
             ApiError::UsernameAlreadyUsed => "UsernameAlreadyUsedException",
+            ApiError::Gone { .. } => "CodeExpiredException",
+            ApiError::TooManyAttempts { .. } => "TooManyAttemptsException",
             ApiError::Unavailable(_) => "ServiceUnavailableException",
             ApiError::Internal(_) => "InternalErrorException",
         }
@@ -85,7 +93,9 @@ impl ApiError {
             ApiError::InvalidArgument { field, .. }
             | ApiError::IllegalAccessAt { field, .. }
             | ApiError::ContactAlreadyUsed { field, .. }
-            | ApiError::BatchTooLarge { field, .. } => Some(field),
+            | ApiError::BatchTooLarge { field, .. }
+            | ApiError::Gone { field, .. }
+            | ApiError::TooManyAttempts { field, .. } => Some(field),
             ApiError::IdempotencyMismatch | ApiError::IdempotencyInProgress => {
                 Some("Idempotency-Key")
             }
@@ -110,6 +120,8 @@ impl ResponseError for ApiError {
             ApiError::ContactAlreadyUsed { .. } | ApiError::UsernameAlreadyUsed => {
                 StatusCode::CONFLICT
             }
+            ApiError::Gone { .. } => StatusCode::GONE,
+            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

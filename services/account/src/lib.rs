@@ -6,6 +6,7 @@
 pub mod api;
 pub mod batch;
 pub mod captcha;
+pub mod confirm;
 pub mod error;
 pub mod hasher;
 pub mod limit;
@@ -71,6 +72,9 @@ pub struct AccountState {
     pub captcha: captcha::Verifier,
     /// The social providers of `POST /account`'s implicit method.
     pub social: social::Providers,
+    /// How long a "confirm your address" link and a phone's code work.
+    pub confirm_link_ttl_secs: i64,
+    pub confirm_code_ttl_secs: i64,
     created: prometheus::IntCounter,
 }
 
@@ -105,6 +109,8 @@ impl AccountState {
             batch_max_body_bytes: settings.account.batch_max_body_bytes,
             captcha: captcha::Verifier::new(&settings.account.captcha)?,
             social: social::Providers::new(&settings.account.social)?,
+            confirm_link_ttl_secs: settings.account.confirm_link_ttl_secs.max(60),
+            confirm_code_ttl_secs: settings.account.confirm_code_ttl_secs.max(60),
             outbox_wake,
             created,
         })
@@ -138,7 +144,25 @@ pub fn configure(
             .route("/login", web::post().to(pages::login))
             .route("/signup", web::get().to(pages::signup_page))
             .route("/signup", web::post().to(pages::signup))
-            .route("/logout", web::post().to(pages::logout));
+            .route("/logout", web::post().to(pages::logout))
+            .route("/confirm", web::get().to(confirm::confirm_page))
+            .route("/confirm", web::post().to(confirm::confirm))
+            .route("/confirm/email", web::get().to(confirm::email_page))
+            .route("/confirm/email", web::post().to(confirm::request_link_page))
+            .route("/confirm/phone", web::get().to(confirm::confirm_phone_page))
+            .route("/confirm/phone", web::post().to(confirm::confirm_phone))
+            .route(
+                "/confirm/phone/code",
+                web::post().to(confirm::request_code_page),
+            )
+            .route(
+                "/account/confirmation",
+                web::post().to(confirm::confirm_api),
+            )
+            .route(
+                "/account/confirmation/code",
+                web::post().to(confirm::request_code_api),
+            );
     }
 }
 
@@ -220,10 +244,27 @@ pub async fn create_account(
         Method::Explicit(signup::explicit(&map, &state.policy)?)
     };
     if !options.is_enabled {
-        return Err(ApiError::invalid(
-            "is_enabled",
-            "pending accounts are not available yet",
-        ));
+        match &method {
+            Method::Explicit(new) if new.contacts.is_empty() => {
+                return Err(ApiError::invalid(
+                    "is_enabled",
+                    "a pending account needs an EMAIL or PHONE contact to confirm it",
+                ))
+            }
+            Method::Explicit(_) => {}
+            Method::Implicit(_) => {
+                return Err(ApiError::invalid(
+                    "is_enabled",
+                    "a social sign-up is confirmed by its provider: is_enabled=false applies to the explicit method",
+                ))
+            }
+        }
+        if options.auto_sign_in {
+            return Err(ApiError::invalid(
+                "auto_sign_in",
+                "a pending account cannot be signed in until a contact is confirmed: drop auto_sign_in or is_enabled=false",
+            ));
+        }
     }
     // Development and integration skip the CAPTCHA, as document 003 says. The
     // implicit method has no recaptcha field: the provider's token is the proof.
@@ -242,7 +283,9 @@ pub async fn create_account(
     }
 
     let registered = match method {
-        Method::Explicit(new) => register(&state, &new, options.auto_sign_in).await?,
+        Method::Explicit(new) => {
+            register(&state, &new, options.auto_sign_in, !options.is_enabled).await?
+        }
         Method::Implicit(signup) => social::register(&state, signup, options.auto_sign_in).await?,
     };
     signed_up(registered)
@@ -367,7 +410,9 @@ pub(crate) fn password_link(
         | Notification::AlreadyRegistered { account_id, .. }
         | Notification::Welcome { account_id, .. }
         | Notification::SocialWelcome { account_id, .. }
-        | Notification::PasswordReset { account_id, .. } => account_id.clone(),
+        | Notification::PasswordReset { account_id, .. }
+        | Notification::ConfirmEmail { account_id, .. }
+        | Notification::ConfirmPhone { account_id, .. } => account_id.clone(),
         Notification::RegistrationFailed { .. } => String::new(),
     };
     let token = admit_domain::secret::link_token(
@@ -404,11 +449,17 @@ pub(crate) struct Registered {
 /// Creates the account `new` with its welcome email, and with `sign_in` a login
 /// session: the password hashed on the hash pool, the rows, the session and the
 /// outbox message in one transaction. For `POST /account` and the sign-up page.
+///
+/// With `pending` the account is pending (SPEC §3 `is_enabled=false`): status
+/// `pending`, and in place of the welcome email the messages that confirm its
+/// contacts ([`confirm::pending_messages`]), in the same transaction.
 pub(crate) async fn register(
     state: &AccountState,
     new: &NewAccount,
     sign_in: bool,
+    pending: bool,
 ) -> Result<Registered, ApiError> {
+    let keys = confirm::Keys::of(state);
     // The whole sign-up after parsing runs on the hash thread: a cheap look first, so
     // a taken contact costs no hash, then the hash, then the one transaction that
     // writes the account and its outbox row. One hand-off to the pool and one back,
@@ -425,10 +476,17 @@ pub(crate) async fn register(
             }
             let password_hash = hasher::hash_blocking(new.password.expose())?;
             let now = Utc::now();
-            let (account, contacts, envelope) = records(&new, password_hash, now);
+            let (mut account, contacts, mut envelope) = records(&new, password_hash, now);
             let account_id = account.id.clone();
             let session =
                 sign_in.then(|| admit_runtime::web::new_session(&account_id, session_ttl));
+            let confirmations = if pending {
+                account.status = admit_store::confirmations::PENDING.into();
+                envelope = None;
+                confirm::pending_messages(&keys, &new, &account_id, now.naive_utc())
+            } else {
+                Vec::new()
+            };
             let written = db.write_on(&mut conn, |conn| {
                 accounts::insert(conn, &account, &contacts)?;
                 if let Some((_, row)) = &session {
@@ -437,6 +495,7 @@ pub(crate) async fn register(
                 if let Some(envelope) = &envelope {
                     outbox::enqueue(conn, outbox::MAIL_TOPIC, envelope)?;
                 }
+                confirm::write_messages(conn, &confirmations, now.naive_utc())?;
                 Ok(())
             });
             match written {

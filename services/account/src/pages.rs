@@ -39,6 +39,19 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "reset_done.html",
         include_str!("../templates/reset_done.html"),
     ),
+    ("confirm.html", include_str!("../templates/confirm.html")),
+    (
+        "confirmed.html",
+        include_str!("../templates/confirmed.html"),
+    ),
+    (
+        "confirm_phone.html",
+        include_str!("../templates/confirm_phone.html"),
+    ),
+    (
+        "confirm_email.html",
+        include_str!("../templates/confirm_email.html"),
+    ),
 ];
 
 #[derive(Deserialize, Default)]
@@ -228,12 +241,15 @@ pub async fn login(
     };
     // An unknown login costs the same hash as a known one, so timing does not tell
     // which accounts exist.
+    let pending = account
+        .as_ref()
+        .is_some_and(|a| a.status == admit_store::confirmations::PENDING);
     let (phc, account_id) = match &account {
-        Some(a) if a.status == "active" => (
+        Some(a) if a.status == "active" || pending => (
             a.password_hash
                 .clone()
                 .unwrap_or_else(|| state.dummy_hash.clone()),
-            Some(a.id.clone()),
+            Some(a.id.clone()).filter(|_| !pending),
         ),
         _ => (state.dummy_hash.clone(), None),
     };
@@ -241,6 +257,28 @@ pub async fn login(
         Ok(ok) => ok,
         Err(e) => return unavailable(&req, &state, e),
     };
+    // A pending account gets the same answer whether the password was right or not
+    // (the hash was still verified, so timing does not tell either), and no session.
+    if pending {
+        if !matches {
+            for (key, limit) in limits {
+                state.limiter.failed(key, limit).await;
+            }
+        }
+        tracing::info!(reason = "pending account", "login refused");
+        let csrf = Csrf::of(&req);
+        let mut res = HttpResponse::build(StatusCode::FORBIDDEN);
+        csrf.apply(&mut res);
+        return state.pages.page(
+            res,
+            lang,
+            "login.html",
+            context! {
+                csrf => csrf.token, return_to => &target, login => &login, pending => true,
+                error => text(lang, "login-pending", &[]),
+            },
+        );
+    }
     let Some(account_id) = account_id.filter(|_| matches) else {
         for (key, limit) in limits {
             state.limiter.failed(key, limit).await;
@@ -387,7 +425,7 @@ pub async fn signup(
         Ok(new) => new,
         Err(message) => return again(StatusCode::BAD_REQUEST, &message),
     };
-    match register(&state, &new, true).await {
+    match register(&state, &new, true, false).await {
         Ok(crate::Registered {
             account_id,
             session: Some((cookie, _)),

@@ -119,7 +119,11 @@ pub async fn serve(
         wake,
     ));
     let inbox = Arc::new(Inbox::new(args.data_dir.join("inbox"))?);
-    let worker = admit_mailer::worker(&settings, db.clone(), queue, inbox.clone(), &metrics)?;
+    let mut worker = admit_mailer::worker(&settings, db.clone(), queue, inbox.clone(), &metrics)?;
+    // Text messages go to the inbox too, unless a gateway is configured.
+    if settings.mailer.sms.url.is_none() {
+        worker.sms = inbox.clone();
+    }
     let mail_runtime = background_runtime("mailer")?;
     let worker_task = mail_runtime.spawn(worker.run(stop.clone()));
     tokio::spawn(admit_account::Purger::new(db.clone(), &metrics)?.run(

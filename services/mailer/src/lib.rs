@@ -7,6 +7,7 @@
 
 pub mod inbox;
 pub mod render;
+pub mod sms;
 pub mod transport;
 pub mod worker;
 
@@ -35,6 +36,7 @@ pub fn worker(
         queue,
         db,
         transport,
+        sms: sms::from_settings(&settings.mailer.sms)?,
         renderer: Arc::new(
             render::Renderer::new(
                 &settings.mailer.platform_name,
@@ -45,7 +47,11 @@ pub fn worker(
                     .context("the mailer derives the set-password links of emails")?,
             )?
             .with_link_ttl_secs(settings.account.password_link_ttl_secs)
-            .with_reset_ttl_secs(settings.account.reset_link_ttl_secs),
+            .with_reset_ttl_secs(settings.account.reset_link_ttl_secs)
+            .with_confirm_ttl_secs(
+                settings.account.confirm_link_ttl_secs,
+                settings.account.confirm_code_ttl_secs,
+            ),
         ),
         config: WorkerConfig {
             concurrency: settings.mailer.concurrency.max(1),

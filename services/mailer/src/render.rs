@@ -7,7 +7,9 @@
 //! database never hold a usable link.
 
 use admit_domain::locale::EMAIL_LANGUAGES;
-use admit_domain::secret::{link_token, RESET_PASSWORD, SET_PASSWORD};
+use admit_domain::secret::{
+    link_token, numeric_code, CONFIRM_EMAIL, CONFIRM_PHONE, RESET_PASSWORD, SET_PASSWORD,
+};
 use admit_domain::{Envelope, Notification, PartnerBrand};
 use minijinja::{context, Environment, UndefinedBehavior, Value};
 use secrecy::{ExposeSecret, SecretSlice};
@@ -33,6 +35,19 @@ pub struct RenderedEmail {
     pub html: String,
 }
 
+/// A text message (SMS) to a phone number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedSms {
+    pub message_id: String,
+    /// E.164.
+    pub to: String,
+    pub text: String,
+}
+
+/// How long the code of a text message works, as the message states it (the account
+/// service's `account.confirm_code_ttl_secs`, 15 minutes by default).
+pub const CONFIRM_CODE_MINUTES: u32 = 15;
+
 #[derive(Debug, thiserror::Error)]
 #[error("cannot render {kind}: {message}")]
 pub struct RenderError {
@@ -56,6 +71,8 @@ pub struct Renderer {
     link_key: SecretSlice<u8>,
     link_days: u32,
     reset_minutes: u32,
+    confirm_days: u32,
+    code_minutes: u32,
 }
 
 impl Renderer {
@@ -75,7 +92,19 @@ impl Renderer {
             link_key: SecretSlice::from(link_key),
             link_days: SET_PASSWORD_LINK_DAYS,
             reset_minutes: RESET_LINK_MINUTES,
+            confirm_days: SET_PASSWORD_LINK_DAYS,
+            code_minutes: CONFIRM_CODE_MINUTES,
         })
+    }
+
+    /// How long confirmation links and codes work, as the messages state it
+    /// (`account.confirm_link_ttl_secs` in whole days and `account.confirm_code_ttl_secs`
+    /// in whole minutes, at least one).
+    pub fn with_confirm_ttl_secs(mut self, link_secs: i64, code_secs: i64) -> Self {
+        self.confirm_days =
+            u32::try_from((link_secs / 86_400).max(1)).unwrap_or(SET_PASSWORD_LINK_DAYS);
+        self.code_minutes = u32::try_from((code_secs / 60).max(1)).unwrap_or(CONFIRM_CODE_MINUTES);
+        self
     }
 
     /// How long set-password links work, as the emails state it (the account
@@ -122,6 +151,54 @@ impl Renderer {
     fn reset_url(&self, message_id: &str) -> String {
         let token = link_token(self.link_key.expose_secret(), RESET_PASSWORD, message_id);
         format!("{}/password/reset?token={token}", self.base_url)
+    }
+
+    /// The link of the "confirm your address" email `message_id`.
+    fn confirm_url(&self, message_id: &str) -> String {
+        let token = link_token(self.link_key.expose_secret(), CONFIRM_EMAIL, message_id);
+        format!("{}/confirm?token={token}", self.base_url)
+    }
+
+    /// A text message: `templates/<language>/<kind>/sms.txt`, English as the fallback.
+    pub fn render_sms(&self, envelope: &Envelope) -> Result<RenderedSms, RenderError> {
+        let n = &envelope.notification;
+        let name = n.kind();
+        let Notification::ConfirmPhone { to, language, .. } = n else {
+            return Err(RenderError::new(name, "not a text message"));
+        };
+        let wanted = language.trim().to_ascii_lowercase();
+        let lang = if EMAIL_LANGUAGES.iter().any(|l| *l == wanted)
+            && self
+                .env
+                .get_template(&format!("{wanted}/{name}/sms.txt"))
+                .is_ok()
+        {
+            wanted
+        } else {
+            "en".to_owned()
+        };
+        let code = numeric_code(
+            self.link_key.expose_secret(),
+            CONFIRM_PHONE,
+            &envelope.id.to_string(),
+        );
+        let text = self
+            .env
+            .get_template(&format!("{lang}/{name}/sms.txt"))
+            .and_then(|t| {
+                t.render(context! {
+                    platform => &self.platform,
+                    code => code,
+                    minutes => self.code_minutes,
+                    confirm_url => format!("{}/confirm/phone", self.base_url),
+                })
+            })
+            .map_err(|e| RenderError::new(name, e))?;
+        Ok(RenderedSms {
+            message_id: envelope.id.to_string(),
+            to: to.clone(),
+            text: text.trim().to_owned(),
+        })
     }
 
     pub fn render(&self, envelope: &Envelope) -> Result<RenderedEmail, RenderError> {
@@ -190,13 +267,32 @@ impl Renderer {
                 language,
                 context! { name => full_name, accent => DEFAULT_ACCENT },
             ),
+            Notification::ConfirmEmail {
+                full_name,
+                username,
+                language,
+                ..
+            } => (
+                language,
+                context! { name => full_name, username => username, accent => DEFAULT_ACCENT },
+            ),
+            Notification::ConfirmPhone { .. } => {
+                return Err(RenderError::new(name, "a text message, not an email"))
+            }
         };
-        let link = if n.has_set_password_link() {
-            Some(self.set_password_url(&envelope.id.to_string()))
+        let confirm = matches!(n, Notification::ConfirmEmail { .. });
+        let link = if confirm {
+            Some(self.confirm_url(&envelope.id.to_string()))
         } else if matches!(n, Notification::PasswordReset { .. }) {
             Some(self.reset_url(&envelope.id.to_string()))
         } else {
-            None
+            n.has_set_password_link()
+                .then(|| self.set_password_url(&envelope.id.to_string()))
+        };
+        let link_days = if confirm {
+            self.confirm_days
+        } else {
+            self.link_days
         };
         let lang = self.language(lang, name).to_ascii_lowercase();
         let ctx = context! {
@@ -205,7 +301,7 @@ impl Renderer {
             portal_url => format!("{}/", self.base_url),
             login_url => format!("{}/login", self.base_url),
             link => link,
-            link_days => self.link_days,
+            link_days => link_days,
             reset_minutes => self.reset_minutes,
             ..ctx
         };
@@ -744,5 +840,82 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn confirm_email(lang: &str) -> Envelope {
+        Envelope::new(Notification::ConfirmEmail {
+            to: "doc@example.com".into(),
+            account_id: "a1".into(),
+            full_name: Some("Doc Test".into()),
+            username: Some("doctest".into()),
+            language: lang.into(),
+        })
+    }
+
+    #[test]
+    fn confirm_email_carries_the_derived_confirm_link_in_every_language() {
+        let r = renderer().with_confirm_ttl_secs(3 * 86_400, 600);
+        for (lang, word) in [
+            ("en", "confirm your address"),
+            ("fr", "confirmez votre adresse"),
+            ("de", "bestätigen Sie Ihre Adresse"),
+            ("nl", "bevestig je adres"),
+            ("es", "confirm your address"),
+        ] {
+            let envelope = confirm_email(lang);
+            let m = r.render(&envelope).expect("render");
+            assert!(m.subject.contains(word), "{lang}: {}", m.subject);
+            let token = link_token(KEY, CONFIRM_EMAIL, &envelope.id.to_string());
+            let expected = format!("{BASE}/confirm?token={token}");
+            assert!(m.text.contains(&expected), "{lang}: {}", m.text);
+            assert!(
+                unslash(&m.html).contains(&format!("href=\"{expected}\"")),
+                "{lang}"
+            );
+            assert!(m.text.contains(" 3 "), "{lang}: the link's days");
+            assert!(m.text.contains("Doc Test") && m.text.contains("doctest"));
+            // Not a set-password link, and no other purpose's token.
+            assert!(links(&m.text).is_empty(), "{lang}");
+            let other = link_token(KEY, SET_PASSWORD, &envelope.id.to_string());
+            assert!(!m.text.contains(&other) && !m.html.contains(&other));
+            for part in [&m.subject, &m.text, &m.html] {
+                assert!(!part.contains("{{") && !part.contains("{%"), "{lang}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_text_message_carries_the_derived_code_and_is_no_email() {
+        let r = renderer().with_confirm_ttl_secs(86_400, 600);
+        for (lang, word) in [
+            ("en", "code"),
+            ("fr", "code"),
+            ("de", "Code"),
+            ("nl", "code"),
+            ("es", "is your admit code"),
+            ("", "is your admit code"),
+        ] {
+            let envelope = Envelope::new(Notification::ConfirmPhone {
+                to: "+33612345678".into(),
+                account_id: "a1".into(),
+                language: lang.into(),
+            });
+            let sms = r.render_sms(&envelope).expect("render");
+            let code = numeric_code(KEY, CONFIRM_PHONE, &envelope.id.to_string());
+            assert_eq!(sms.to, "+33612345678");
+            assert_eq!(sms.message_id, envelope.id.to_string());
+            assert!(sms.text.starts_with(&code), "{lang}: {}", sms.text);
+            assert!(sms.text.contains(word), "{lang}: {}", sms.text);
+            assert!(
+                sms.text.contains("10 m") || sms.text.contains("10 M"),
+                "{lang}: the minutes"
+            );
+            assert!(sms.text.chars().count() <= 160, "{lang}: one SMS");
+            // The queued message carries no code.
+            let json = serde_json::to_string(&envelope).expect("serialize");
+            assert!(!json.contains(&code));
+            assert!(r.render(&envelope).is_err(), "a text is not an email");
+        }
+        assert!(r.render_sms(&confirm_email("en")).is_err());
     }
 }

@@ -323,6 +323,13 @@ pub struct StoredEmail {
     pub text: String,
     pub html: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// `email`, or `sms` for a text message (whose `to` is a phone number).
+    #[serde(default = "email_channel")]
+    pub channel: String,
+}
+
+fn email_channel() -> String {
+    "email".into()
 }
 
 /// The embedded default's mail: one JSON file per message in a folder.
@@ -361,17 +368,10 @@ impl Inbox {
     }
 }
 
-#[async_trait]
-impl Transport for Inbox {
-    async fn send(&self, email: &RenderedEmail) -> Result<(), SendError> {
-        let stored = StoredEmail {
-            id: email.message_id.clone(),
-            to: email.to.clone(),
-            subject: email.subject.clone(),
-            text: email.text.clone(),
-            html: email.html.clone(),
-            created_at: chrono::Utc::now(),
-        };
+impl Inbox {
+    /// Keeps one message: written whole, then renamed, so a reader never sees half a
+    /// message.
+    pub(crate) async fn keep(&self, stored: StoredEmail) -> Result<(), SendError> {
         let bytes =
             serde_json::to_vec_pretty(&stored).map_err(|e| SendError::Permanent(e.to_string()))?;
         let name = format!(
@@ -381,7 +381,6 @@ impl Transport for Inbox {
         );
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let path = self.dir.join(name);
-        // Written whole, then renamed: a reader never sees half a message.
         tokio::task::spawn_blocking(move || {
             std::fs::write(&tmp, bytes)?;
             std::fs::rename(&tmp, &path)
@@ -389,6 +388,22 @@ impl Transport for Inbox {
         .await
         .map_err(|e| SendError::Transient(e.to_string()))?
         .map_err(|e| SendError::Transient(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl Transport for Inbox {
+    async fn send(&self, email: &RenderedEmail) -> Result<(), SendError> {
+        self.keep(StoredEmail {
+            id: email.message_id.clone(),
+            to: email.to.clone(),
+            subject: email.subject.clone(),
+            text: email.text.clone(),
+            html: email.html.clone(),
+            created_at: chrono::Utc::now(),
+            channel: email_channel(),
+        })
+        .await
     }
 }
 

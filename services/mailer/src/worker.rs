@@ -43,6 +43,8 @@ pub struct Worker {
     pub queue: Arc<dyn Queue>,
     pub db: Db,
     pub transport: Arc<dyn Transport>,
+    /// Where text messages (SMS) go.
+    pub sms: Arc<dyn crate::sms::SmsTransport>,
     pub renderer: Arc<Renderer>,
     pub config: WorkerConfig,
     pub outcomes: IntCounterVec,
@@ -233,9 +235,16 @@ impl Worker {
             .map(|(i, envelope, row)| async move {
                 let id = envelope.id.to_string();
                 let kind = envelope.notification.kind().to_owned();
-                let result = match self.renderer.render(&envelope) {
-                    Ok(email) => self.transport.send(&email).await,
-                    Err(e) => Err(SendError::Permanent(e.to_string())),
+                let result = if envelope.notification.is_sms() {
+                    match self.renderer.render_sms(&envelope) {
+                        Ok(sms) => self.sms.send_sms(&sms).await,
+                        Err(e) => Err(SendError::Permanent(e.to_string())),
+                    }
+                } else {
+                    match self.renderer.render(&envelope) {
+                        Ok(email) => self.transport.send(&email).await,
+                        Err(e) => Err(SendError::Permanent(e.to_string())),
+                    }
                 };
                 Attempt {
                     index: i,

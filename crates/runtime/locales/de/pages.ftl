@@ -108,3 +108,4 @@ scope-email = Ihre E-Mail-Adresse sehen
 scope-accounts-create = Konten erstellen
 scope-offline-access = Zugriff behalten, während Sie nicht da sind
 scope-other = „{ $scope }“ verwenden
+login-pending = Bestätigen Sie zuerst Ihre Adresse: Folgen Sie dem Link in der E-Mail, die wir Ihnen geschickt haben, oder geben Sie den Code ein, den wir an Ihr Telefon gesendet haben.

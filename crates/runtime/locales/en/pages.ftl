@@ -110,3 +110,4 @@ scope-email = See your email address
 scope-accounts-create = Create accounts
 scope-offline-access = Keep access while you are away
 scope-other = Use “{ $scope }”
+login-pending = Confirm your address first: follow the link in the email we sent you, or enter the code we sent to your phone.

@@ -108,3 +108,4 @@ scope-email = Voir votre adresse e-mail
 scope-accounts-create = Créer des comptes
 scope-offline-access = Garder l'accès en votre absence
 scope-other = Utiliser « { $scope } »
+login-pending = Confirmez d'abord votre adresse : suivez le lien de l'e-mail que nous vous avons envoyé, ou saisissez le code envoyé sur votre téléphone.

@@ -108,3 +108,4 @@ scope-email = Je e-mailadres zien
 scope-accounts-create = Accounts aanmaken
 scope-offline-access = Toegang houden terwijl je weg bent
 scope-other = „{ $scope }” gebruiken
+login-pending = Bevestig eerst je adres: volg de link in de e-mail die we je stuurden, of voer de code in die we naar je telefoon stuurden.
