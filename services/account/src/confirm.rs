@@ -23,7 +23,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use admit_domain::secret::{self, CODE_DIGITS, CONFIRM_EMAIL, CONFIRM_PHONE};
 use admit_domain::{Contact, Email, Envelope, Locale, NewAccount, Notification, Phone};
-use admit_runtime::i18n::Lang;
+use admit_runtime::i18n::{text, Lang};
 use admit_runtime::web::{self as pages, Csrf};
 use admit_store::confirmations::{self, CodeCheck, ConfirmationRow};
 use admit_store::{outbox, StoreError};
@@ -199,8 +199,8 @@ fn link_gone(req: &HttpRequest, state: &AccountState) -> HttpResponse {
     state.pages.error(
         Lang::choose(req, None),
         StatusCode::GONE,
-        "This link no longer works",
-        "Links to confirm an address work once and expire after a few days. If your address is confirmed already, sign in.",
+        "error-link-title",
+        "confirm-link-gone-message",
     )
 }
 
@@ -308,8 +308,6 @@ pub struct EmailFormDoc {
     pub email: String,
 }
 
-const LINK_SENT: &str = "If this address belongs to an account waiting for confirmation, a new link is on its way. It replaces the links sent before.";
-
 fn email_form(
     req: &HttpRequest,
     state: &AccountState,
@@ -367,32 +365,31 @@ pub async fn request_link_page(
     if !pages::csrf_ok(&req, &f.csrf_token) {
         return crate::pages::csrf_failed(&req, &state);
     }
+    let lang = Lang::choose(&req, None);
     match request_link(&req, &state, &f.email).await {
-        Ok(()) => email_form(
-            &req,
-            &state,
-            StatusCode::OK,
-            &f.email,
-            None,
-            Some(LINK_SENT),
-        ),
-        Err(ApiError::Unavailable(e)) | Err(ApiError::Internal(e)) => {
-            crate::pages::unavailable(&req, &state, e)
+        Ok(()) => {
+            let notice = text(lang, "confirm-link-sent", &[]);
+            email_form(&req, &state, StatusCode::OK, &f.email, None, Some(&notice))
         }
-        Err(e) => {
-            let status = actix_web::ResponseError::status_code(&e);
-            let message = sentence(&e.to_string());
+        Err(Refusal {
+            api: ApiError::Unavailable(e) | ApiError::Internal(e),
+            ..
+        }) => crate::pages::unavailable(&req, &state, e),
+        Err(r) => {
+            let status = actix_web::ResponseError::status_code(&r.api);
+            let message = r.text(lang);
             email_form(&req, &state, status, &f.email, Some(&message), None)
         }
     }
 }
 
-async fn request_link(
-    req: &HttpRequest,
-    state: &AccountState,
-    email: &str,
-) -> Result<(), ApiError> {
-    let email = Email::parse(email.trim()).map_err(|e| ApiError::invalid("email", e.message))?;
+async fn request_link(req: &HttpRequest, state: &AccountState, email: &str) -> Result<(), Refusal> {
+    let email = Email::parse(email.trim()).map_err(|e| {
+        Refusal::new(
+            ApiError::invalid("email", e.message),
+            "confirm-email-invalid",
+        )
+    })?;
     let address = req
         .peer_addr()
         .map(|a| a.ip().to_string())
@@ -404,13 +401,17 @@ async fn request_link(
         (address_key.as_str(), CODE_REQUESTS_PER_ADDRESS),
     ] {
         if let Some(wait) = state.limiter.blocked(key, limit).await {
-            return Err(ApiError::TooManyAttempts {
-                field: "email".into(),
-                message: format!(
-                    "too many links were asked for; try again in {} minutes",
-                    wait.as_secs().div_ceil(60).max(1)
-                ),
-            });
+            let minutes = wait.as_secs().div_ceil(60).max(1);
+            return Err(Refusal::new(
+                ApiError::TooManyAttempts {
+                    field: "email".into(),
+                    message: format!(
+                        "too many links were asked for; try again in {minutes} minutes"
+                    ),
+                },
+                "confirm-link-too-many",
+            )
+            .with("minutes", minutes));
         }
     }
     state.limiter.failed(&email_key, CODE_REQUESTS).await;
@@ -486,15 +487,70 @@ pub struct CodeResponse {
     pub message: String,
 }
 
+/// A refused form or request of the confirmations: the API's error (in English), and
+/// what a page says instead (a key of `pages.ftl`, with a number argument).
+struct Refusal {
+    api: ApiError,
+    key: &'static str,
+    arg: Option<(&'static str, u64)>,
+}
+
+impl Refusal {
+    fn new(api: ApiError, key: &'static str) -> Self {
+        Self {
+            api,
+            key,
+            arg: None,
+        }
+    }
+
+    fn with(self, name: &'static str, n: impl Into<u64>) -> Self {
+        Self {
+            arg: Some((name, n.into())),
+            ..self
+        }
+    }
+
+    /// What the page says, in `lang`.
+    fn text(&self, lang: Lang) -> String {
+        let args: Vec<_> = self
+            .arg
+            .iter()
+            .map(|&(name, n)| (name, i64::try_from(n).unwrap_or(i64::MAX).into()))
+            .collect();
+        text(lang, self.key, &args)
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Refusal::new(e.into(), "error-unavailable-message")
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        r.api
+    }
+}
+
+fn phone_number(phone: &str) -> Result<Phone, Refusal> {
+    Phone::parse(phone.trim()).map_err(|e| Refusal::new(e.into(), "confirm-phone-invalid"))
+}
+
 /// Checks `code` for `phone`, and confirms the phone when it is right.
-async fn check_code(state: &AccountState, phone: &str, code: &str) -> Result<String, ApiError> {
-    let phone = Phone::parse(phone.trim())?;
+async fn check_code(state: &AccountState, phone: &str, code: &str) -> Result<String, Refusal> {
+    let phone = phone_number(phone)?;
     let code = code.trim().to_owned();
     if code.len() != CODE_DIGITS || !code.chars().all(|c| c.is_ascii_digit()) {
-        return Err(ApiError::invalid(
-            "code",
-            format!("a code is the {CODE_DIGITS} digits of the text message"),
-        ));
+        return Err(Refusal::new(
+            ApiError::invalid(
+                "code",
+                format!("a code is the {CODE_DIGITS} digits of the text message"),
+            ),
+            "confirm-code-format",
+        )
+        .with("max", CODE_DIGITS as u64));
     }
     let key = state.link_key.clone();
     let number = phone.as_str().to_owned();
@@ -511,37 +567,47 @@ async fn check_code(state: &AccountState, phone: &str, code: &str) -> Result<Str
             tracing::info!(account_id, "phone confirmed");
             Ok(account_id)
         }
-        CodeCheck::Wrong { attempts_left: 0 } => Err(ApiError::TooManyAttempts {
-            field: "code".into(),
-            message: "this code is not right, and it is now locked: ask for a new code".into(),
-        }),
-        CodeCheck::Wrong { attempts_left } => Err(ApiError::invalid(
-            "code",
-            format!(
-                "this code is not right; {attempts_left} attempt{} left",
-                if attempts_left == 1 { "" } else { "s" }
-            ),
+        CodeCheck::Wrong { attempts_left: 0 } => Err(Refusal::new(
+            ApiError::TooManyAttempts {
+                field: "code".into(),
+                message: "this code is not right, and it is now locked: ask for a new code".into(),
+            },
+            "confirm-code-locked-now",
         )),
-        CodeCheck::Locked => Err(ApiError::TooManyAttempts {
-            field: "code".into(),
-            message: "this code had too many wrong attempts and no longer works: ask for a new code"
-                .into(),
-        }),
-        CodeCheck::Gone => Err(ApiError::Gone {
-            field: "code".into(),
-            message: "no code is waiting for this phone number: it was used, replaced or expired; ask for a new code".into(),
-        }),
+        CodeCheck::Wrong { attempts_left } => Err(Refusal::new(
+            ApiError::invalid(
+                "code",
+                format!(
+                    "this code is not right; {attempts_left} attempt{} left",
+                    if attempts_left == 1 { "" } else { "s" }
+                ),
+            ),
+            "confirm-code-wrong",
+        )
+        .with("param", attempts_left)),
+        CodeCheck::Locked => Err(Refusal::new(
+            ApiError::TooManyAttempts {
+                field: "code".into(),
+                message:
+                    "this code had too many wrong attempts and no longer works: ask for a new code"
+                        .into(),
+            },
+            "confirm-code-locked",
+        )),
+        CodeCheck::Gone => Err(Refusal::new(
+            ApiError::Gone {
+                field: "code".into(),
+                message: "no code is waiting for this phone number: it was used, replaced or expired; ask for a new code".into(),
+            },
+            "confirm-code-gone",
+        )),
     }
 }
 
 /// Sends a new code to `phone` if it is the unconfirmed phone of a pending account;
 /// the same outcome for the caller either way, but for the rate limit.
-async fn request_code(
-    req: &HttpRequest,
-    state: &AccountState,
-    phone: &str,
-) -> Result<(), ApiError> {
-    let phone = Phone::parse(phone.trim())?;
+async fn request_code(req: &HttpRequest, state: &AccountState, phone: &str) -> Result<(), Refusal> {
+    let phone = phone_number(phone)?;
     let address = req
         .peer_addr()
         .map(|a| a.ip().to_string())
@@ -553,13 +619,17 @@ async fn request_code(
         (address_key.as_str(), CODE_REQUESTS_PER_ADDRESS),
     ] {
         if let Some(wait) = state.limiter.blocked(key, limit).await {
-            return Err(ApiError::TooManyAttempts {
-                field: "phone".into(),
-                message: format!(
-                    "too many codes were asked for; try again in {} minutes",
-                    wait.as_secs().div_ceil(60).max(1)
-                ),
-            });
+            let minutes = wait.as_secs().div_ceil(60).max(1);
+            return Err(Refusal::new(
+                ApiError::TooManyAttempts {
+                    field: "phone".into(),
+                    message: format!(
+                        "too many codes were asked for; try again in {minutes} minutes"
+                    ),
+                },
+                "confirm-code-too-many",
+            )
+            .with("minutes", minutes));
         }
     }
     state.limiter.failed(&phone_key, CODE_REQUESTS).await;
@@ -787,14 +857,7 @@ pub async fn confirm_phone(
     }
     match check_code(&state, &f.phone, &f.code).await {
         Ok(_) => confirmed_page(&req, &state, true),
-        Err(ApiError::Unavailable(e)) | Err(ApiError::Internal(e)) => {
-            crate::pages::unavailable(&req, &state, e)
-        }
-        Err(e) => {
-            let status = actix_web::ResponseError::status_code(&e);
-            let message = sentence(&e.to_string());
-            phone_form(&req, &state, status, &f.phone, Some(&message), None)
-        }
+        Err(r) => refused_phone_form(&req, &state, &f.phone, r),
     }
 }
 
@@ -823,23 +886,75 @@ pub async fn request_code_page(
         return crate::pages::csrf_failed(&req, &state);
     }
     match request_code(&req, &state, &f.phone).await {
-        Ok(()) => phone_form(&req, &state, StatusCode::OK, &f.phone, None, Some(ACCEPTED)),
-        Err(ApiError::Unavailable(e)) | Err(ApiError::Internal(e)) => {
-            crate::pages::unavailable(&req, &state, e)
+        Ok(()) => {
+            let notice = text(Lang::choose(&req, None), "confirm-code-sent", &[]);
+            phone_form(&req, &state, StatusCode::OK, &f.phone, None, Some(&notice))
         }
-        Err(e) => {
-            let status = actix_web::ResponseError::status_code(&e);
-            let message = sentence(&e.to_string());
-            phone_form(&req, &state, status, &f.phone, Some(&message), None)
+        Err(r) => refused_phone_form(&req, &state, &f.phone, r),
+    }
+}
+
+/// The phone form again, saying why it was refused; or the "unavailable" page.
+fn refused_phone_form(
+    req: &HttpRequest,
+    state: &AccountState,
+    phone: &str,
+    refusal: Refusal,
+) -> HttpResponse {
+    match refusal.api {
+        ApiError::Unavailable(e) | ApiError::Internal(e) => {
+            crate::pages::unavailable(req, state, e)
+        }
+        ref api => {
+            let status = actix_web::ResponseError::status_code(api);
+            let message = refusal.text(Lang::choose(req, None));
+            phone_form(req, state, status, phone, Some(&message), None)
         }
     }
 }
 
-/// An API message as a sentence on a page.
-fn sentence(message: &str) -> String {
-    let mut chars = message.chars();
-    match chars.next() {
-        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
-        None => String::new(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_said_in_every_language_of_the_pages() {
+        let refusal = |key, arg: Option<(&'static str, u32)>| {
+            let r = Refusal::new(ApiError::invalid("code", "x"), key);
+            match arg {
+                Some((name, n)) => r.with(name, n),
+                None => r,
+            }
+        };
+        let wrong = |n| refusal("confirm-code-wrong", Some(("param", n))).text(Lang::EN);
+        assert_eq!(wrong(4), "This code is not right; 4 attempts left.");
+        assert_eq!(wrong(1), "This code is not right; 1 attempt left.");
+        let cases = [
+            ("confirm-code-wrong", Some(("param", 2))),
+            ("confirm-code-format", Some(("max", 6))),
+            ("confirm-code-too-many", Some(("minutes", 3))),
+            ("confirm-link-too-many", Some(("minutes", 1))),
+            ("confirm-code-locked-now", None),
+            ("confirm-code-locked", None),
+            ("confirm-code-gone", None),
+            ("confirm-phone-invalid", None),
+            ("confirm-email-invalid", None),
+            ("confirm-link-sent", None),
+            ("confirm-code-sent", None),
+            ("confirm-link-gone-message", None),
+        ];
+        for code in admit_domain::locale::EMAIL_LANGUAGES {
+            let lang = Lang::from_code(code).expect(code);
+            for (key, arg) in cases {
+                let said = refusal(key, arg).text(lang);
+                assert!(said != key && !said.contains('{'), "{code} {key}: {said}");
+                if let Some((_, n)) = arg {
+                    assert!(said.contains(&n.to_string()), "{code} {key}: {said}");
+                }
+                if *code != "en" {
+                    assert_ne!(said, refusal(key, arg).text(Lang::EN), "{code} {key}");
+                }
+            }
+        }
     }
 }

@@ -109,3 +109,47 @@ scope-accounts-create = Konten erstellen
 scope-offline-access = Zugriff behalten, während Sie nicht da sind
 scope-other = „{ $scope }“ verwenden
 login-pending = Bestätigen Sie zuerst Ihre Adresse: Folgen Sie dem Link in der E-Mail, die wir Ihnen geschickt haben, oder geben Sie den Code ein, den wir an Ihr Telefon gesendet haben.
+
+## Confirmation pages
+# In confirm-phone-intro and confirm-code-format, $max is the number of digits of a
+# code; in confirm-code-wrong, $param is the number of attempts left.
+
+confirm-title = Bestätigen Sie Ihre Adresse
+confirm-intro-address = Bestätigen Sie, dass { $name } Ihnen gehört, um Ihr Konto fertigzustellen.
+confirm-intro = Bestätigen Sie, dass diese Adresse Ihnen gehört, um Ihr Konto fertigzustellen.
+confirm-submit = Meine Adresse bestätigen
+confirmed-title = Bestätigt
+confirmed-phone = Ihre Telefonnummer ist bestätigt
+confirmed-address = Ihre Adresse ist bestätigt
+confirmed-ready = Ihr Konto ist bereit. Sie können sich jetzt anmelden.
+confirm-email-title = Ein neuer Bestätigungslink
+confirm-email-intro = Geben Sie die Adresse Ihres Kontos ein, und wir senden ihr einen neuen Link, um sie zu bestätigen. Der neue Link ersetzt die zuvor gesendeten.
+confirm-email-submit = Neuen Link senden
+confirm-phone-title = Bestätigen Sie Ihre Telefonnummer
+confirm-phone-intro = Geben Sie die Telefonnummer Ihres Kontos und den { $max }-stelligen Code ein, den wir per SMS an diese Nummer gesendet haben.
+confirm-phone-field = Telefonnummer
+confirm-code-field = Code
+confirm-phone-submit = Bestätigen
+confirm-phone-no-code = Kein Code angekommen, oder ist er abgelaufen?
+confirm-phone-new-code = Neuen Code senden
+confirm-link-gone-message = Links zum Bestätigen einer Adresse funktionieren einmal und laufen nach einigen Tagen ab. Wenn Ihre Adresse schon bestätigt ist, melden Sie sich an.
+confirm-link-sent = Wenn diese Adresse zu einem Konto gehört, das auf seine Bestätigung wartet, ist ein neuer Link unterwegs. Er ersetzt die zuvor gesendeten Links.
+confirm-code-sent = Wenn diese Telefonnummer zu einem Konto gehört, das auf seine Bestätigung wartet, ist ein neuer Code unterwegs.
+confirm-email-invalid = Diese E-Mail-Adresse ist nicht gültig.
+confirm-phone-invalid = Diese Telefonnummer ist nicht gültig: Geben Sie sie im internationalen Format ein, mit +, der Landesvorwahl und der Nummer (zum Beispiel +33612345678).
+confirm-code-format = Ein Code besteht aus den { $max } Ziffern der SMS.
+confirm-code-wrong = { $param ->
+    [one] Dieser Code ist nicht richtig; Sie haben noch { $param } Versuch.
+   *[other] Dieser Code ist nicht richtig; Sie haben noch { $param } Versuche.
+}
+confirm-code-locked-now = Dieser Code ist nicht richtig und jetzt gesperrt: Fordern Sie einen neuen Code an.
+confirm-code-locked = Dieser Code wurde zu oft falsch eingegeben und funktioniert nicht mehr: Fordern Sie einen neuen Code an.
+confirm-code-gone = Für diese Telefonnummer wartet kein Code: Er wurde verwendet, ersetzt oder ist abgelaufen. Fordern Sie einen neuen Code an.
+confirm-code-too-many = { $minutes ->
+    [one] Es wurden zu viele Codes angefordert. Versuchen Sie es in { $minutes } Minute erneut.
+   *[other] Es wurden zu viele Codes angefordert. Versuchen Sie es in { $minutes } Minuten erneut.
+}
+confirm-link-too-many = { $minutes ->
+    [one] Es wurden zu viele Links angefordert. Versuchen Sie es in { $minutes } Minute erneut.
+   *[other] Es wurden zu viele Links angefordert. Versuchen Sie es in { $minutes } Minuten erneut.
+}

@@ -111,3 +111,47 @@ scope-accounts-create = Create accounts
 scope-offline-access = Keep access while you are away
 scope-other = Use “{ $scope }”
 login-pending = Confirm your address first: follow the link in the email we sent you, or enter the code we sent to your phone.
+
+## Confirmation pages
+# In confirm-phone-intro and confirm-code-format, $max is the number of digits of a
+# code; in confirm-code-wrong, $param is the number of attempts left.
+
+confirm-title = Confirm your address
+confirm-intro-address = Confirm that { $name } is yours to finish your account.
+confirm-intro = Confirm that this address is yours to finish your account.
+confirm-submit = Confirm my address
+confirmed-title = Confirmed
+confirmed-phone = Your phone number is confirmed
+confirmed-address = Your address is confirmed
+confirmed-ready = Your account is ready. You can sign in now.
+confirm-email-title = A new confirmation link
+confirm-email-intro = Enter the address of your account and we will send it a new link to confirm it. The new link replaces the ones sent before.
+confirm-email-submit = Send a new link
+confirm-phone-title = Confirm your phone number
+confirm-phone-intro = Enter the phone number of your account and the { $max }-digit code we sent to it by text message.
+confirm-phone-field = Phone number
+confirm-code-field = Code
+confirm-phone-submit = Confirm
+confirm-phone-no-code = No code, or it expired?
+confirm-phone-new-code = Send a new code
+confirm-link-gone-message = Links to confirm an address work once and expire after a few days. If your address is confirmed already, sign in.
+confirm-link-sent = If this address belongs to an account waiting for confirmation, a new link is on its way. It replaces the links sent before.
+confirm-code-sent = If this phone number belongs to an account waiting for confirmation, a new code is on its way.
+confirm-email-invalid = This email address is not valid.
+confirm-phone-invalid = This phone number is not valid: enter it in international form, with +, the country code and the number (such as +33612345678).
+confirm-code-format = A code is the { $max } digits of the text message.
+confirm-code-wrong = { $param ->
+    [one] This code is not right; { $param } attempt left.
+   *[other] This code is not right; { $param } attempts left.
+}
+confirm-code-locked-now = This code is not right, and it is now locked: ask for a new code.
+confirm-code-locked = This code had too many wrong attempts and no longer works: ask for a new code.
+confirm-code-gone = No code is waiting for this phone number: it was used, replaced or expired; ask for a new code.
+confirm-code-too-many = { $minutes ->
+    [one] Too many codes were asked for; try again in { $minutes } minute.
+   *[other] Too many codes were asked for; try again in { $minutes } minutes.
+}
+confirm-link-too-many = { $minutes ->
+    [one] Too many links were asked for; try again in { $minutes } minute.
+   *[other] Too many links were asked for; try again in { $minutes } minutes.
+}

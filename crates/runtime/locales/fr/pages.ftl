@@ -109,3 +109,47 @@ scope-accounts-create = Créer des comptes
 scope-offline-access = Garder l'accès en votre absence
 scope-other = Utiliser « { $scope } »
 login-pending = Confirmez d'abord votre adresse : suivez le lien de l'e-mail que nous vous avons envoyé, ou saisissez le code envoyé sur votre téléphone.
+
+## Confirmation pages
+# In confirm-phone-intro and confirm-code-format, $max is the number of digits of a
+# code; in confirm-code-wrong, $param is the number of attempts left.
+
+confirm-title = Confirmez votre adresse
+confirm-intro-address = Confirmez que { $name } est bien à vous pour finaliser votre compte.
+confirm-intro = Confirmez que cette adresse est bien à vous pour finaliser votre compte.
+confirm-submit = Confirmer mon adresse
+confirmed-title = Confirmé
+confirmed-phone = Votre numéro de téléphone est confirmé
+confirmed-address = Votre adresse est confirmée
+confirmed-ready = Votre compte est prêt. Vous pouvez vous connecter dès maintenant.
+confirm-email-title = Un nouveau lien de confirmation
+confirm-email-intro = Saisissez l'adresse de votre compte : nous lui enverrons un nouveau lien pour la confirmer. Le nouveau lien remplace ceux envoyés auparavant.
+confirm-email-submit = Envoyer un nouveau lien
+confirm-phone-title = Confirmez votre numéro de téléphone
+confirm-phone-intro = Saisissez le numéro de téléphone de votre compte et le code à { $max } chiffres que nous y avons envoyé par SMS.
+confirm-phone-field = Numéro de téléphone
+confirm-code-field = Code
+confirm-phone-submit = Confirmer
+confirm-phone-no-code = Pas de code, ou il a expiré ?
+confirm-phone-new-code = Envoyer un nouveau code
+confirm-link-gone-message = Les liens de confirmation d'adresse fonctionnent une fois et expirent au bout de quelques jours. Si votre adresse est déjà confirmée, connectez-vous.
+confirm-link-sent = Si cette adresse appartient à un compte en attente de confirmation, un nouveau lien est en route. Il remplace les liens envoyés auparavant.
+confirm-code-sent = Si ce numéro de téléphone appartient à un compte en attente de confirmation, un nouveau code est en route.
+confirm-email-invalid = Cette adresse e-mail n'est pas valide.
+confirm-phone-invalid = Ce numéro de téléphone n'est pas valide : saisissez-le au format international, avec +, l'indicatif du pays et le numéro (par exemple +33612345678).
+confirm-code-format = Un code se compose des { $max } chiffres du SMS.
+confirm-code-wrong = { $param ->
+    [one] Ce code n'est pas le bon ; il reste { $param } tentative.
+   *[other] Ce code n'est pas le bon ; il reste { $param } tentatives.
+}
+confirm-code-locked-now = Ce code n'est pas le bon, et il est désormais bloqué : demandez un nouveau code.
+confirm-code-locked = Ce code a reçu trop de tentatives erronées et ne fonctionne plus : demandez un nouveau code.
+confirm-code-gone = Aucun code n'attend ce numéro de téléphone : il a été utilisé, remplacé ou a expiré. Demandez un nouveau code.
+confirm-code-too-many = { $minutes ->
+    [one] Trop de codes ont été demandés. Réessayez dans { $minutes } minute.
+   *[other] Trop de codes ont été demandés. Réessayez dans { $minutes } minutes.
+}
+confirm-link-too-many = { $minutes ->
+    [one] Trop de liens ont été demandés. Réessayez dans { $minutes } minute.
+   *[other] Trop de liens ont été demandés. Réessayez dans { $minutes } minutes.
+}

@@ -109,3 +109,47 @@ scope-accounts-create = Accounts aanmaken
 scope-offline-access = Toegang houden terwijl je weg bent
 scope-other = „{ $scope }” gebruiken
 login-pending = Bevestig eerst je adres: volg de link in de e-mail die we je stuurden, of voer de code in die we naar je telefoon stuurden.
+
+## Confirmation pages
+# In confirm-phone-intro and confirm-code-format, $max is the number of digits of a
+# code; in confirm-code-wrong, $param is the number of attempts left.
+
+confirm-title = Bevestig je adres
+confirm-intro-address = Bevestig dat { $name } van jou is om je account af te ronden.
+confirm-intro = Bevestig dat dit adres van jou is om je account af te ronden.
+confirm-submit = Mijn adres bevestigen
+confirmed-title = Bevestigd
+confirmed-phone = Je telefoonnummer is bevestigd
+confirmed-address = Je adres is bevestigd
+confirmed-ready = Je account is klaar. Je kunt nu inloggen.
+confirm-email-title = Een nieuwe bevestigingslink
+confirm-email-intro = Vul het adres van je account in en we sturen er een nieuwe link naartoe om het te bevestigen. De nieuwe link vervangt de links die we eerder stuurden.
+confirm-email-submit = Nieuwe link sturen
+confirm-phone-title = Bevestig je telefoonnummer
+confirm-phone-intro = Vul het telefoonnummer van je account in en de code van { $max } cijfers die we er per sms naartoe stuurden.
+confirm-phone-field = Telefoonnummer
+confirm-code-field = Code
+confirm-phone-submit = Bevestigen
+confirm-phone-no-code = Geen code gekregen, of is hij verlopen?
+confirm-phone-new-code = Nieuwe code sturen
+confirm-link-gone-message = Links om een adres te bevestigen werken één keer en verlopen na een paar dagen. Is je adres al bevestigd, log dan in.
+confirm-link-sent = Als dit adres bij een account hoort dat op bevestiging wacht, is er een nieuwe link onderweg. Die vervangt de links die we eerder stuurden.
+confirm-code-sent = Als dit telefoonnummer bij een account hoort dat op bevestiging wacht, is er een nieuwe code onderweg.
+confirm-email-invalid = Dit e-mailadres is niet geldig.
+confirm-phone-invalid = Dit telefoonnummer is niet geldig: vul het in internationale vorm in, met +, de landcode en het nummer (bijvoorbeeld +33612345678).
+confirm-code-format = Een code bestaat uit de { $max } cijfers van de sms.
+confirm-code-wrong = { $param ->
+    [one] Deze code klopt niet; je hebt nog { $param } poging.
+   *[other] Deze code klopt niet; je hebt nog { $param } pogingen.
+}
+confirm-code-locked-now = Deze code klopt niet en is nu geblokkeerd: vraag een nieuwe code aan.
+confirm-code-locked = Deze code is te vaak verkeerd ingevuld en werkt niet meer: vraag een nieuwe code aan.
+confirm-code-gone = Er wacht geen code op dit telefoonnummer: hij is gebruikt, vervangen of verlopen. Vraag een nieuwe code aan.
+confirm-code-too-many = { $minutes ->
+    [one] Er zijn te veel codes aangevraagd. Probeer het over { $minutes } minuut opnieuw.
+   *[other] Er zijn te veel codes aangevraagd. Probeer het over { $minutes } minuten opnieuw.
+}
+confirm-link-too-many = { $minutes ->
+    [one] Er zijn te veel links aangevraagd. Probeer het over { $minutes } minuut opnieuw.
+   *[other] Er zijn te veel links aangevraagd. Probeer het over { $minutes } minuten opnieuw.
+}
