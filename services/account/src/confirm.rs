@@ -390,35 +390,15 @@ async fn request_link(req: &HttpRequest, state: &AccountState, email: &str) -> R
             "confirm-email-invalid",
         )
     })?;
-    let address = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    let email_key = format!("link-request:{}", email.normalized());
-    let address_key = format!("code-request-address:{address}");
-    for (key, limit) in [
-        (email_key.as_str(), CODE_REQUESTS),
-        (address_key.as_str(), CODE_REQUESTS_PER_ADDRESS),
-    ] {
-        if let Some(wait) = state.limiter.blocked(key, limit).await {
-            let minutes = wait.as_secs().div_ceil(60).max(1);
-            return Err(Refusal::new(
-                ApiError::TooManyAttempts {
-                    field: "email".into(),
-                    message: format!(
-                        "too many links were asked for; try again in {minutes} minutes"
-                    ),
-                },
-                "confirm-link-too-many",
-            )
-            .with("minutes", minutes));
-        }
-    }
-    state.limiter.failed(&email_key, CODE_REQUESTS).await;
-    state
-        .limiter
-        .failed(&address_key, CODE_REQUESTS_PER_ADDRESS)
-        .await;
+    count_request(
+        req,
+        state,
+        format!("link-request:{}", email.normalized()),
+        "email",
+        "links",
+        "confirm-link-too-many",
+    )
+    .await?;
     let keys = Keys::of(state);
     let sent = state
         .db
@@ -604,39 +584,60 @@ async fn check_code(state: &AccountState, phone: &str, code: &str) -> Result<Str
     }
 }
 
-/// Sends a new code to `phone` if it is the unconfirmed phone of a pending account;
-/// the same outcome for the caller either way, but for the rate limit.
-async fn request_code(req: &HttpRequest, state: &AccountState, phone: &str) -> Result<(), Refusal> {
-    let phone = phone_number(phone)?;
+/// Counts a request for a new link or code against the limits per contact
+/// (`contact_key`) and per client address; refused past either, naming `field`.
+async fn count_request(
+    req: &HttpRequest,
+    state: &AccountState,
+    contact_key: String,
+    field: &str,
+    what: &str,
+    page_key: &'static str,
+) -> Result<(), Refusal> {
     let address = req
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
-    let phone_key = format!("code-request:{}", phone.as_str());
     let address_key = format!("code-request-address:{address}");
     for (key, limit) in [
-        (phone_key.as_str(), CODE_REQUESTS),
+        (contact_key.as_str(), CODE_REQUESTS),
         (address_key.as_str(), CODE_REQUESTS_PER_ADDRESS),
     ] {
         if let Some(wait) = state.limiter.blocked(key, limit).await {
             let minutes = wait.as_secs().div_ceil(60).max(1);
             return Err(Refusal::new(
                 ApiError::TooManyAttempts {
-                    field: "phone".into(),
+                    field: field.into(),
                     message: format!(
-                        "too many codes were asked for; try again in {minutes} minutes"
+                        "too many {what} were asked for; try again in {minutes} minutes"
                     ),
                 },
-                "confirm-code-too-many",
+                page_key,
             )
             .with("minutes", minutes));
         }
     }
-    state.limiter.failed(&phone_key, CODE_REQUESTS).await;
+    state.limiter.failed(&contact_key, CODE_REQUESTS).await;
     state
         .limiter
         .failed(&address_key, CODE_REQUESTS_PER_ADDRESS)
         .await;
+    Ok(())
+}
+
+/// Sends a new code to `phone` if it is the unconfirmed phone of a pending account;
+/// the same outcome for the caller either way, but for the rate limit.
+async fn request_code(req: &HttpRequest, state: &AccountState, phone: &str) -> Result<(), Refusal> {
+    let phone = phone_number(phone)?;
+    count_request(
+        req,
+        state,
+        format!("code-request:{}", phone.as_str()),
+        "phone",
+        "codes",
+        "confirm-code-too-many",
+    )
+    .await?;
     let keys = Keys::of(state);
     let number = phone.as_str().to_owned();
     let sent = state
