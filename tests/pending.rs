@@ -340,7 +340,7 @@ where
     .await?;
     assert_eq!(
         account_state(db_url, &id).await?,
-        ("pending".into(), vec![false])
+        ("unconfirmed".into(), vec![false])
     );
     login_refused(base, &email).await?;
     let texts = mail.texts(&email, 1).await?;
@@ -391,7 +391,7 @@ where
         assert_eq!(page.status, 200, "{}", page.body);
         assert!(page.body.contains("id=\"confirm\""));
     }
-    assert_eq!(account_state(db_url, &id).await?.0, "pending");
+    assert_eq!(account_state(db_url, &id).await?.0, "unconfirmed");
     confirm(link.clone()).await?;
     assert_eq!(
         account_state(db_url, &id).await?,

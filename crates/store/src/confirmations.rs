@@ -13,8 +13,10 @@ use crate::{AnyConnection, StoreError};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-/// The status of an account that waits for a contact to be confirmed.
-pub const PENDING: &str = "pending";
+/// The status of an account created with `is_enabled=false`, waiting for a contact
+/// to be confirmed. (Not `pending`: that is a partner-registered account waiting for
+/// its user to choose a password, which no confirmation may activate.)
+pub const PENDING: &str = "unconfirmed";
 /// The status of an account that can sign in.
 pub const ACTIVE: &str = "active";
 
