@@ -389,32 +389,7 @@ impl SlowSmtp {
     }
 
     fn messages(&self) -> Vec<CapturedMail> {
-        let mut out = Vec::new();
-        let Ok(entries) = std::fs::read_dir(self.dir.path().join("Maildir").join("new")) else {
-            return out;
-        };
-        for e in entries.filter_map(Result::ok) {
-            let Ok(raw) = std::fs::read(e.path()) else {
-                continue;
-            };
-            let Some(m) = mail_parser::MessageParser::default().parse(&raw) else {
-                continue;
-            };
-            let to = m
-                .to()
-                .and_then(|a| a.first())
-                .and_then(|a| a.address())
-                .unwrap_or_default()
-                .to_owned();
-            out.push(CapturedMail {
-                to,
-                subject: m.subject().unwrap_or_default().to_owned(),
-                message_id: m.message_id().unwrap_or_default().to_owned(),
-                text: String::new(),
-                html: String::new(),
-            });
-        }
-        out
+        admit_e2e::maildir_messages(&self.dir.path().join("Maildir"))
     }
 }
 

@@ -225,34 +225,7 @@ impl SmtpCapture {
 
     /// Every message received so far.
     pub fn messages(&self) -> Vec<CapturedMail> {
-        let mut out = Vec::new();
-        for sub in ["new", "cur"] {
-            let Ok(entries) = std::fs::read_dir(self.dir.path().join("Maildir").join(sub)) else {
-                continue;
-            };
-            for e in entries.filter_map(Result::ok) {
-                let Ok(raw) = std::fs::read(e.path()) else {
-                    continue;
-                };
-                let Some(m) = mail_parser::MessageParser::default().parse(&raw) else {
-                    continue;
-                };
-                let to = m
-                    .to()
-                    .and_then(|a| a.first())
-                    .and_then(|a| a.address())
-                    .unwrap_or_default()
-                    .to_owned();
-                out.push(CapturedMail {
-                    to,
-                    subject: m.subject().unwrap_or_default().to_owned(),
-                    message_id: m.message_id().unwrap_or_default().to_owned(),
-                    text: m.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
-                    html: m.body_html(0).map(|t| t.into_owned()).unwrap_or_default(),
-                });
-            }
-        }
-        out
+        maildir_messages(&self.dir.path().join("Maildir"))
     }
 
     /// Waits until at least `n` messages arrived (or `timeout`), and returns them.
@@ -472,4 +445,36 @@ pub fn admin_cli(args: &[&str], env: &[(String, String)]) -> anyhow::Result<serd
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The messages an SMTP capture server delivered into `maildir` (`new` and `cur`).
+pub fn maildir_messages(maildir: &Path) -> Vec<CapturedMail> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        let Ok(entries) = std::fs::read_dir(maildir.join(sub)) else {
+            continue;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let Ok(raw) = std::fs::read(e.path()) else {
+                continue;
+            };
+            let Some(m) = mail_parser::MessageParser::default().parse(&raw) else {
+                continue;
+            };
+            let to = m
+                .to()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address())
+                .unwrap_or_default()
+                .to_owned();
+            out.push(CapturedMail {
+                to,
+                subject: m.subject().unwrap_or_default().to_owned(),
+                message_id: m.message_id().unwrap_or_default().to_owned(),
+                text: m.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+                html: m.body_html(0).map(|t| t.into_owned()).unwrap_or_default(),
+            });
+        }
+    }
+    out
 }
