@@ -8,7 +8,8 @@
 # the sourcing shell exits. Missing packages are installed with apt-get (Debian), so
 # the suite runs on a fresh machine; nothing of the machine's own services is touched.
 #
-# Exports: ADMIT_TEST_DATABASE_URL, ADMIT_TEST_REDIS_URL, ADMIT_TEST_SMTP_PYTHON.
+# Exports: ADMIT_TEST_DATABASE_URL, ADMIT_TEST_REDIS_URL, ADMIT_TEST_SMTP_PYTHON,
+# ADMIT_TEST_PG_BINDIR, ADMIT_TEST_REDIS_SERVER (for tests/outages.rs).
 # Knobs: ADMIT_TEST_PRIVATE_PG_PORT (55432), ADMIT_TEST_PRIVATE_REDIS_PORT (56379).
 
 ADMIT_DEFAULT_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres
@@ -387,6 +388,29 @@ admit_build_deps_up() {
     done
 }
 
+# --- programs the outage suite (tests/outages.rs) stops and starts itself ---
+
+# Exports ADMIT_TEST_PG_BINDIR (initdb, pg_ctl; run as the postgres user when root)
+# and ADMIT_TEST_REDIS_SERVER, installing PostgreSQL's server and Redis when missing.
+admit_outage_tools_up() {
+    local bindir
+    bindir=$(admit_pg_bindir)
+    if [ -z "$bindir" ]; then
+        admit_apt_install "the PostgreSQL outage test (initdb, pg_ctl)" postgresql
+        bindir=$(admit_pg_bindir)
+        [ -n "$bindir" ] || admit_die "PostgreSQL was installed but no initdb/pg_ctl found under /usr/lib/postgresql/*/bin"
+    fi
+    if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+        admit_die "running as root and there is no 'postgres' OS user to own the outage test's PostgreSQL (initdb refuses root)"
+    fi
+    command -v runuser >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ] ||
+        admit_die "the outage test runs initdb as postgres with runuser, which is missing"
+    export ADMIT_TEST_PG_BINDIR=$bindir
+    command -v redis-server >/dev/null 2>&1 || admit_apt_install "the Redis outage test" redis-server
+    export ADMIT_TEST_REDIS_SERVER
+    ADMIT_TEST_REDIS_SERVER=$(command -v redis-server)
+}
+
 # Everything the suite needs from the machine.
 admit_services_up() {
     admit_sweep_stale
@@ -395,4 +419,5 @@ admit_services_up() {
     admit_smtp_python_up
     admit_chromium_up
     admit_faketime_up
+    admit_outage_tools_up
 }

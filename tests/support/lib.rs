@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod outage;
 pub mod platform;
 pub mod topology;
 pub mod upstream;
@@ -190,11 +191,15 @@ pub struct CapturedMail {
 
 impl SmtpCapture {
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_on(free_port())
+    }
+
+    /// The capture server on `port` (one a mailer was already pointed at).
+    pub fn start_on(port: u16) -> anyhow::Result<Self> {
         let python =
             std::env::var("ADMIT_TEST_SMTP_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
         let dir = tempfile::tempdir()?;
         let maildir = dir.path().join("Maildir");
-        let port = free_port();
         let child = Command::new(&python)
             .args([
                 "-m",

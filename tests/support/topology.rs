@@ -11,16 +11,23 @@ pub struct Topology {
     pub logs: tempfile::TempDir,
     pub smtp: SmtpCapture,
     pub prefix: String,
+    /// The Redis this topology's services use.
+    pub redis: String,
 }
 
 impl Topology {
     pub fn new(extra: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let tdb = TestDatabase::postgres()?;
+        Self::with(TestDatabase::postgres()?, &redis_url(), extra)
+    }
+
+    /// The topology on `tdb` and the Redis at `redis` (private servers a test stops
+    /// and starts, for the outage suites).
+    pub fn with(tdb: TestDatabase, redis: &str, extra: &[(&str, &str)]) -> anyhow::Result<Self> {
         let smtp = SmtpCapture::start()?;
         let prefix = unique("admit-e2e-");
         let mut env: Vec<(String, String)> = [
             ("ADMIT__DATABASE__URL", tdb.url.as_str()),
-            ("ADMIT__REDIS__URL", redis_url().as_str()),
+            ("ADMIT__REDIS__URL", redis),
             ("ADMIT__REDIS__PREFIX", prefix.as_str()),
             ("ADMIT__ACCOUNT__PORT", "0"),
             ("ADMIT__OAUTH__PORT", "0"),
@@ -51,6 +58,7 @@ impl Topology {
             logs: tempfile::tempdir()?,
             smtp,
             prefix,
+            redis: redis.to_owned(),
         })
     }
 
@@ -71,7 +79,7 @@ impl Topology {
     }
 
     pub async fn stream_len(&self) -> anyhow::Result<usize> {
-        let client = redis::Client::open(redis_url())?;
+        let client = redis::Client::open(self.redis.as_str())?;
         let mut c = client.get_multiplexed_async_connection().await?;
         Ok(redis::cmd("XLEN")
             .arg(format!("{}:mail", self.prefix))
@@ -107,7 +115,9 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        if let Ok(mut c) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) {
+        if let Ok(mut c) = redis::Client::open(self.redis.as_str())
+            .and_then(|c| c.get_connection_with_timeout(std::time::Duration::from_secs(2)))
+        {
             let keys: Vec<String> = redis::cmd("KEYS")
                 .arg(format!("{}:*", self.prefix))
                 .query(&mut c)

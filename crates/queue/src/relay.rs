@@ -8,8 +8,9 @@
 
 use crate::redis::RedisQueue;
 use admit_store::{outbox, Db};
+use prometheus::{Gauge, IntCounter, IntGauge};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +20,47 @@ pub struct Relay {
     pub topic: String,
     pub batch: usize,
     pub wake: Arc<Notify>,
+    pub metrics: RelayMetrics,
+}
+
+/// What the relay reports: the outbox lag (rows waiting, age of the oldest) and the
+/// publishes that failed and will be retried.
+#[derive(Clone)]
+pub struct RelayMetrics {
+    pub published: IntCounter,
+    pub failures: IntCounter,
+    pub pending: IntGauge,
+    pub oldest_age: Gauge,
+}
+
+impl RelayMetrics {
+    pub fn new() -> Self {
+        let counter =
+            |name: &str, help: &str| IntCounter::new(name, help).expect("static metric definition");
+        Self {
+            published: counter(
+                "outbox_relay_published_total",
+                "Outbox rows published to the queue",
+            ),
+            failures: counter(
+                "outbox_relay_failures_total",
+                "Relay passes that could not publish (database or queue unavailable); each is retried with backoff",
+            ),
+            pending: IntGauge::new("outbox_pending", "Outbox rows not yet published")
+                .expect("static metric definition"),
+            oldest_age: Gauge::new(
+                "outbox_oldest_pending_age_seconds",
+                "Age of the oldest outbox row not yet published (0 when none waits)",
+            )
+            .expect("static metric definition"),
+        }
+    }
+}
+
+impl Default for RelayMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Relay {
@@ -46,21 +88,57 @@ impl Relay {
             .iter()
             .map(|r| (r.message_id.clone(), r.payload.clone()))
             .collect();
-        self.queue.publish_batch(&messages).await?;
         let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+        if let Err(e) = self.queue.publish_batch(&messages).await {
+            let leased = seqs.clone();
+            if let Err(release) = self
+                .db
+                .write(move |conn| outbox::release(conn, &leased))
+                .await
+            {
+                tracing::debug!(error = %release, "cannot release the outbox lease; it runs out by itself");
+            }
+            return Err(e);
+        }
         let n = seqs.len();
         self.db
             .write(move |conn| outbox::mark_published(conn, &seqs, admit_store::now()))
             .await?;
+        self.metrics.published.inc_by(n as u64);
         Ok(n)
+    }
+
+    /// Refreshes the outbox-lag gauges; with the database down they keep their last
+    /// values (the failure counter and `/readyz` say why).
+    pub async fn observe_lag(&self) {
+        let topic = self.topic.clone();
+        match self
+            .db
+            .run(move |conn| outbox::pending_stats(conn, &topic))
+            .await
+        {
+            Ok((count, oldest)) => {
+                self.metrics.pending.set(count);
+                let age = oldest
+                    .map(|t| (admit_store::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                self.metrics.oldest_age.set(age);
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot measure the outbox lag"),
+        }
     }
 
     /// Runs until `stop` is cancelled.
     pub async fn run(self, stop: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
+        let mut observed: Option<Instant> = None;
         loop {
             if stop.is_cancelled() {
                 return;
+            }
+            if observed.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                self.observe_lag().await;
+                observed = Some(Instant::now());
             }
             match self.run_once().await {
                 Ok(n) if n > 0 => {
@@ -76,6 +154,7 @@ impl Relay {
                     }
                 }
                 Err(e) => {
+                    self.metrics.failures.inc();
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "outbox relay cannot publish; rows wait in the outbox");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}

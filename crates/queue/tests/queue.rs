@@ -99,6 +99,7 @@ impl Fixture {
                 topic: outbox::MAIL_TOPIC.into(),
                 batch: 500,
                 wake: self.wake.clone(),
+                metrics: Default::default(),
             };
             while relay.run_once().await? > 0 {}
         }
@@ -246,6 +247,7 @@ async fn the_relay_keeps_rows_while_redis_is_unreachable() -> anyhow::Result<()>
         topic: outbox::MAIL_TOPIC.into(),
         batch: 10,
         wake: Arc::new(Notify::new()),
+        metrics: Default::default(),
     };
     assert!(relay.run_once().await.is_err());
     assert_eq!(

@@ -4,11 +4,13 @@ use crate::{Readiness, Settings};
 use admit_store::{Db, StoreError};
 use secrecy::ExposeSecret;
 
-/// A pool on `database.url` with `database.max_connections`.
+/// A pool on `database.url` with `database.max_connections`, whose callers wait at
+/// most `database.connect_timeout_ms` for a connection.
 pub fn connect(settings: &Settings) -> Result<Db, StoreError> {
-    Db::connect(
+    Db::connect_with(
         settings.database.url.expose_secret(),
         settings.database.max_connections,
+        std::time::Duration::from_millis(settings.database.connect_timeout_ms),
     )
 }
 
@@ -16,6 +18,10 @@ pub fn connect(settings: &Settings) -> Result<Db, StoreError> {
 pub fn check(readiness: Readiness, db: Db) -> Readiness {
     readiness.check("database", move || {
         let db = db.clone();
-        async move { db.ping().await.map_err(|e| e.to_string()) }
+        async move {
+            db.ping()
+                .await
+                .map_err(|e| format!("cannot reach the database: {e}"))
+        }
     })
 }

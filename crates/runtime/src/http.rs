@@ -95,6 +95,7 @@ where
     let metrics_data = web::Data::new(metrics);
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
+            .wrap(from_fn(retry_after))
             .wrap(from_fn(crate::metrics::track))
             .wrap(tracing_actix_web::TracingLogger::<RequestSpan>::new())
             .app_data(readiness_data.clone())
@@ -115,6 +116,25 @@ where
     println!("{name} listening on http://{addr}");
     tokio::spawn(shutdown_on_signal(server.handle(), readiness, grace, stop));
     Ok(Started { server, addr })
+}
+
+/// Middleware: every 503 (a dependency is down, or the process is draining) tells
+/// the client when to retry, whichever handler produced it.
+pub async fn retry_after(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    if res.status() == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
+        let headers = res.headers_mut();
+        if !headers.contains_key(actix_web::http::header::RETRY_AFTER) {
+            headers.insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static("1"),
+            );
+        }
+    }
+    Ok(res)
 }
 
 /// How long readiness fails before the server stops accepting

@@ -76,6 +76,9 @@ pub struct DatabaseSettings {
     /// `postgres://user@host/db` or `sqlite://path/to/file.db`.
     pub url: SecretString,
     pub max_connections: u32,
+    /// The longest a request waits for a database connection: with the database
+    /// down, every API answers 503 (with `Retry-After`) after at most this long.
+    pub connect_timeout_ms: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -83,6 +86,7 @@ impl Default for DatabaseSettings {
         Self {
             url: SecretString::from("postgres://postgres@127.0.0.1:5432/admit"),
             max_connections: 16,
+            connect_timeout_ms: 2000,
         }
     }
 }

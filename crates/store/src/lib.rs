@@ -122,9 +122,33 @@ impl From<DieselError> for StoreError {
             DieselError::DatabaseError(_, info) if is_busy(info.message()) => {
                 StoreError::Unavailable(e.to_string())
             }
+            // The server went away under a running statement (shut down, restarted,
+            // connection cut): a dependency outage, not a bug.
+            DieselError::DatabaseError(_, info) if is_connection_lost(info.message()) => {
+                StoreError::Unavailable(e.to_string())
+            }
             _ => StoreError::Internal(e.to_string()),
         }
     }
+}
+
+fn is_connection_lost(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "terminating connection",
+        "server closed the connection",
+        "connection refused",
+        "could not connect",
+        "connection to server",
+        "no connection to the server",
+        "the database system is shutting down",
+        "the database system is starting up",
+        "the database system is in recovery mode",
+        "ssl syscall error",
+        "broken pipe",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
 }
 
 fn is_busy(message: &str) -> bool {
@@ -171,11 +195,25 @@ impl Db {
     /// (a bare path is taken as SQLite too). Opens nothing eagerly beyond the pool's
     /// first connection, so a database that is down fails here quickly.
     pub fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::connect_with(url, max_connections, Self::DEFAULT_CONNECT_TIMEOUT)
+    }
+
+    /// How long a request waits for a connection by default (`database.connect_timeout_ms`).
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// [`Db::connect`] with the longest a caller waits for a connection: when the
+    /// database is down every request fails (503) after at most `connect_timeout`
+    /// instead of queueing behind a pool that cannot connect.
+    pub fn connect_with(
+        url: &str,
+        max_connections: u32,
+        connect_timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let (backend, target) = parse_url(url);
         let manager = ConnectionManager::<AnyConnection>::new(target.clone());
         let builder = Pool::builder()
             .max_size(max_connections.max(1))
-            .connection_timeout(Duration::from_secs(3));
+            .connection_timeout(connect_timeout.max(Duration::from_millis(100)));
         let (pool, write_lock) = match backend {
             Backend::Postgres => (builder.build(manager)?, None),
             Backend::Sqlite => {

@@ -103,6 +103,18 @@ pub fn mark_published(
     )
 }
 
+/// Gives leased rows back at once (their publish failed), so they go out as soon as
+/// the queue is back rather than when the lease runs out.
+pub fn release(conn: &mut AnyConnection, seqs: &[i64]) -> Result<usize, StoreError> {
+    Ok(diesel::update(
+        outbox::table
+            .filter(outbox::seq.eq_any(seqs))
+            .filter(outbox::published_at.is_null()),
+    )
+    .set(outbox::lease_until.eq(None::<NaiveDateTime>))
+    .execute(conn)?)
+}
+
 /// Leases up to `limit` rows that are unpublished and not leased by someone else
 /// (or whose lease ran out) until `lease_until`. Each row is taken with a
 /// conditional update, so two consumers never hold the same row.
@@ -157,4 +169,20 @@ pub fn count_unpublished(conn: &mut AnyConnection, topic: &str) -> Result<i64, S
         .filter(outbox::published_at.is_null())
         .count()
         .get_result(conn)?)
+}
+
+/// How many rows of `topic` wait to be published, and when the oldest of them was
+/// written (`None` when none waits): the outbox lag the relay reports.
+pub fn pending_stats(
+    conn: &mut AnyConnection,
+    topic: &str,
+) -> Result<(i64, Option<NaiveDateTime>), StoreError> {
+    let waiting = outbox::table
+        .filter(outbox::topic.eq(topic))
+        .filter(outbox::published_at.is_null());
+    let count = waiting.count().get_result(conn)?;
+    let oldest = waiting
+        .select(diesel::dsl::min(outbox::created_at))
+        .first::<Option<NaiveDateTime>>(conn)?;
+    Ok((count, oldest))
 }

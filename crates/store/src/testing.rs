@@ -16,13 +16,20 @@ pub fn admin_url() -> String {
 pub struct TestDatabase {
     pub url: String,
     name: Option<String>,
+    admin: String,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl TestDatabase {
     /// A new, empty PostgreSQL database on the test server.
     pub fn postgres() -> Result<Self, StoreError> {
-        let admin = admin_url();
+        Self::postgres_on(&admin_url())
+    }
+
+    /// A new, empty PostgreSQL database on the server of `admin` (a role that may
+    /// create databases), e.g. a private cluster a test stops and starts.
+    pub fn postgres_on(admin: &str) -> Result<Self, StoreError> {
+        let admin = admin.to_owned();
         let name = format!("admit_t_{}", uuid::Uuid::new_v4().simple());
         let mut conn =
             PgConnection::establish(&admin).map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -31,6 +38,7 @@ impl TestDatabase {
         Ok(Self {
             url: format!("{base}/{name}"),
             name: Some(name),
+            admin,
             _dir: None,
         })
     }
@@ -41,6 +49,7 @@ impl TestDatabase {
         Ok(Self {
             url: format!("sqlite://{}", dir.path().join("admit.db").display()),
             name: None,
+            admin: String::new(),
             _dir: Some(dir),
         })
     }
@@ -64,7 +73,7 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some(name) = &self.name {
-            if let Ok(mut conn) = PgConnection::establish(&admin_url()) {
+            if let Ok(mut conn) = PgConnection::establish(&self.admin) {
                 let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
             }
         }

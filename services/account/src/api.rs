@@ -171,9 +171,36 @@ impl utoipa::Modify for PartnerSecurity {
     }
 }
 
+/// Every 503 carries `Retry-After` (the runtime adds it to any 503 a handler gives).
+pub struct RetryAfter;
+
+impl utoipa::Modify for RetryAfter {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{Header, RefOr};
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                if let Some(RefOr::T(res)) = op.responses.responses.get_mut("503") {
+                    let mut header = Header::new(ObjectBuilder::new().schema_type(Type::Integer));
+                    header.description =
+                        Some("Seconds to wait before retrying the same request".into());
+                    res.headers.insert("Retry-After".into(), RefOr::T(header));
+                }
+            }
+        }
+    }
+}
+
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    modifiers(&PartnerSecurity),
+    modifiers(&PartnerSecurity, &RetryAfter),
     info(
         title = "admit",
         description = "Partner account registration and access platform."

@@ -24,6 +24,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use admit_domain::{Contact, Envelope, NewAccount, Notification, PasswordPolicy, Stage};
 use admit_queue::redis::{RedisQueue, RedisQueueConfig};
 use admit_queue::relay::Relay;
+use admit_queue::Queue as _;
 use admit_runtime::{Metrics, Readiness, Settings};
 use admit_store::accounts::{AccountRow, ContactRow};
 use admit_store::{accounts, outbox, Db};
@@ -708,12 +709,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         "relay",
         Duration::from_millis(settings.mailer.claim_idle_ms),
     ))?);
+    let relay_metrics = admit_queue::relay::RelayMetrics::new();
+    metrics.register(&relay_metrics.published);
+    metrics.register(&relay_metrics.failures);
+    metrics.register(&relay_metrics.pending);
+    metrics.register(&relay_metrics.oldest_age);
     let relay = Relay {
         db: db.clone(),
-        queue,
+        queue: queue.clone(),
         topic: outbox::MAIL_TOPIC.into(),
         batch: settings.account.relay_batch,
         wake,
+        metrics: relay_metrics,
     };
     let relay_task = tokio::spawn(relay.run(stop.clone()));
     tokio::spawn(Purger::new(db.clone(), &metrics)?.run(
@@ -723,7 +730,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let started = admit_runtime::http::start(
         "admit-account",
         admit_runtime::http::bind(&settings.bind, settings.account.port)?,
-        admit_runtime::database::check(Readiness::new(), db),
+        admit_runtime::database::check(Readiness::new(), db).check("redis", move || {
+            let queue = queue.clone();
+            async move {
+                queue.ping().await.map_err(|e| {
+                    format!(
+                        "cannot reach Redis: {e}; sign-ups go on, their mail waits in the outbox"
+                    )
+                })
+            }
+        }),
         metrics,
         stop.clone(),
         admit_runtime::http::grace(Duration::from_secs(5)),

@@ -107,10 +107,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let worker_task = tokio::spawn(worker.run(stop.clone()));
     let readiness = {
         let queue = queue.clone();
-        admit_runtime::database::check(Readiness::new(), db).check("redis", move || {
-            let queue = queue.clone();
-            async move { queue.ping().await.map_err(|e| e.to_string()) }
-        })
+        let smtp = (settings.mailer.smtp.host.clone(), settings.mailer.smtp.port);
+        admit_runtime::database::check(Readiness::new(), db)
+            .check("redis", move || {
+                let queue = queue.clone();
+                async move {
+                    queue
+                        .ping()
+                        .await
+                        .map_err(|e| format!("cannot reach Redis: {e}"))
+                }
+            })
+            .check("smtp", move || {
+                let (host, port) = smtp.clone();
+                async move { smtp_greets(&host, port).await }
+            })
     };
     let started = admit_runtime::http::start(
         "admit-mailer",
@@ -125,4 +136,34 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     stop.cancel();
     let _ = worker_task.await;
     Ok(())
+}
+
+/// The `smtp` readiness check: the relay accepts a connection and greets with 220.
+/// (Mail waiting for a relay that is down is retried, not lost; this tells the
+/// operator why it waits.)
+async fn smtp_greets(host: &str, port: u16) -> Result<(), String> {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let probe = async {
+        let stream = tokio::net::TcpStream::connect((host, port))
+            .await
+            .map_err(|e| format!("cannot reach the SMTP relay at {host}:{port}: {e}"))?;
+        let mut reader = tokio::io::BufReader::new(stream);
+        let mut greeting = String::new();
+        reader
+            .read_line(&mut greeting)
+            .await
+            .map_err(|e| format!("the SMTP relay at {host}:{port} sent no greeting: {e}"))?;
+        let _ = reader.get_mut().write_all(b"QUIT\r\n").await;
+        if greeting.starts_with("220") {
+            Ok(())
+        } else {
+            Err(format!(
+                "the SMTP relay at {host}:{port} refuses mail: {}",
+                greeting.trim()
+            ))
+        }
+    };
+    tokio::time::timeout(Duration::from_millis(1500), probe)
+        .await
+        .map_err(|_| format!("the SMTP relay at {host}:{port} did not greet within 1.5 s"))?
 }
