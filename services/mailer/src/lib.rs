@@ -107,7 +107,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let worker_task = tokio::spawn(worker.run(stop.clone()));
     let readiness = {
         let queue = queue.clone();
-        let smtp = (settings.mailer.smtp.host.clone(), settings.mailer.smtp.port);
+        let smtp = (
+            settings.mailer.smtp.host.clone(),
+            settings.mailer.smtp.port,
+            // With implicit TLS the greeting comes inside the TLS session: a connection
+            // that opens is as far as the probe looks.
+            settings.mailer.smtp.tls != admit_runtime::settings::SmtpTls::Tls,
+        );
         admit_runtime::database::check(Readiness::new(), db)
             .check("redis", move || {
                 let queue = queue.clone();
@@ -119,8 +125,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 }
             })
             .check("smtp", move || {
-                let (host, port) = smtp.clone();
-                async move { smtp_greets(&host, port).await }
+                let (host, port, greeting) = smtp.clone();
+                async move { smtp_greets(&host, port, greeting).await }
             })
     };
     let started = admit_runtime::http::start(
@@ -138,15 +144,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `smtp` readiness check: the relay accepts a connection and greets with 220.
-/// (Mail waiting for a relay that is down is retried, not lost; this tells the
-/// operator why it waits.)
-async fn smtp_greets(host: &str, port: u16) -> Result<(), String> {
+/// The `smtp` readiness check: the relay accepts a connection and (unless `greeting`
+/// is false) greets with 220. Mail waiting for a relay that is down is retried, not
+/// lost; this tells the operator why it waits.
+async fn smtp_greets(host: &str, port: u16, greeting: bool) -> Result<(), String> {
     use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
     let probe = async {
         let stream = tokio::net::TcpStream::connect((host, port))
             .await
             .map_err(|e| format!("cannot reach the SMTP relay at {host}:{port}: {e}"))?;
+        if !greeting {
+            return Ok(());
+        }
         let mut reader = tokio::io::BufReader::new(stream);
         let mut greeting = String::new();
         reader
