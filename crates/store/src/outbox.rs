@@ -60,6 +60,26 @@ pub fn enqueue(
     Ok(())
 }
 
+/// Adds a message already encoded (a dead letter put back: its payload as it was,
+/// even one the mailer cannot decode).
+pub fn enqueue_raw(
+    conn: &mut AnyConnection,
+    topic: &str,
+    message_id: &str,
+    payload: &str,
+) -> Result<(), StoreError> {
+    diesel::insert_into(outbox::table)
+        .values(NewOutboxRow {
+            message_id,
+            topic,
+            payload,
+            created_at: crate::now(),
+            deliveries: 0,
+        })
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Adds many messages with multi-row statements. Call inside the transaction of the
 /// change that causes them.
 pub fn enqueue_many(
