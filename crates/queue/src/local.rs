@@ -92,8 +92,9 @@ impl Queue for OutboxQueue {
             .receipt
             .parse::<i64>()
             .map_err(|_| QueueError::Internal(format!("bad receipt {}", delivery.receipt)))?;
+        // The dead letter is named by its outbox row, which a retry puts back.
         let row = mail_ops::DeadLetterRow {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: seq.to_string(),
             topic: self.topic.clone(),
             message_id: crate::payload_message_id(&delivery.payload).unwrap_or_default(),
             payload: delivery.payload.clone(),
@@ -135,9 +136,13 @@ impl Queue for OutboxQueue {
             .write(move |conn| {
                 let mut moved = Vec::new();
                 for id in &entries {
+                    let Ok(seq) = id.parse::<i64>() else {
+                        continue;
+                    };
                     if let Some(row) = mail_ops::take_dead_letter(conn, id)? {
-                        outbox::enqueue_raw(conn, &topic, &row.message_id, &row.payload)?;
-                        moved.push(row.id);
+                        if row.topic == topic && outbox::unpublish(conn, seq)? {
+                            moved.push(row.id);
+                        }
                     }
                 }
                 Ok(moved)

@@ -60,24 +60,16 @@ pub fn enqueue(
     Ok(())
 }
 
-/// Adds a message already encoded (a dead letter put back: its payload as it was,
-/// even one the mailer cannot decode).
-pub fn enqueue_raw(
-    conn: &mut AnyConnection,
-    topic: &str,
-    message_id: &str,
-    payload: &str,
-) -> Result<(), StoreError> {
-    diesel::insert_into(outbox::table)
-        .values(NewOutboxRow {
-            message_id,
-            topic,
-            payload,
-            created_at: crate::now(),
-            deliveries: 0,
-        })
+/// Makes a finished row deliverable again (a dead letter put back): unpublished,
+/// unleased. Returns whether the row exists.
+pub fn unpublish(conn: &mut AnyConnection, seq: i64) -> Result<bool, StoreError> {
+    let n = diesel::update(outbox::table.filter(outbox::seq.eq(seq)))
+        .set((
+            outbox::published_at.eq(None::<NaiveDateTime>),
+            outbox::lease_until.eq(None::<NaiveDateTime>),
+        ))
         .execute(conn)?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// Adds many messages with multi-row statements. Call inside the transaction of the
