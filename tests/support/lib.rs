@@ -483,3 +483,108 @@ pub fn maildir_messages(maildir: &Path) -> Vec<CapturedMail> {
     }
     out
 }
+
+/// A real SMTP server whose answers a test scripts (tests/support/smtp_script.py,
+/// aiosmtpd): temporary failures (421/451) for the first N recipients, 550 for some
+/// addresses, acceptance otherwise, into a Maildir like [`SmtpCapture`]'s.
+pub struct ScriptedSmtp {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// What a [`ScriptedSmtp`] answered so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SmtpAnswers {
+    pub tempfail: u64,
+    pub rejected: u64,
+    pub accepted: u64,
+}
+
+impl ScriptedSmtp {
+    /// Starts the server with `rules` (see the script: `tempfail`, `tempfail_codes`,
+    /// `reject`).
+    pub fn start(rules: serde_json::Value) -> anyhow::Result<Self> {
+        let python =
+            std::env::var("ADMIT_TEST_SMTP_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("rules.json"), rules.to_string())?;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/smtp_script.py");
+        let port = free_port();
+        let child = Command::new(&python)
+            .arg(&script)
+            .arg(port.to_string())
+            .arg(dir.path().join("Maildir"))
+            .arg(dir.path().join("rules.json"))
+            .arg(dir.path().join("stats.json"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("smtp.log"))?)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} with {python} (apt-get install python3-aiosmtpd)",
+                    script.display()
+                )
+            })?;
+        let server = Self { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!(
+                    "the scripted SMTP server did not start on port {port}: {}",
+                    std::fs::read_to_string(server.dir.path().join("smtp.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(server)
+    }
+
+    /// Replaces the rules; the next recipient is answered by them.
+    pub fn set_rules(&self, rules: serde_json::Value) -> anyhow::Result<()> {
+        let tmp = self.dir.path().join("rules.json.tmp");
+        std::fs::write(&tmp, rules.to_string())?;
+        std::fs::rename(&tmp, self.dir.path().join("rules.json"))?;
+        Ok(())
+    }
+
+    pub fn answers(&self) -> SmtpAnswers {
+        let raw = std::fs::read_to_string(self.dir.path().join("stats.json")).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        SmtpAnswers {
+            tempfail: n("tempfail"),
+            rejected: n("rejected"),
+            accepted: n("accepted"),
+        }
+    }
+
+    /// Every message accepted so far.
+    pub fn messages(&self) -> Vec<CapturedMail> {
+        maildir_messages(&self.dir.path().join("Maildir"))
+    }
+
+    /// Waits until `done(messages)` holds (or `timeout`), and returns the messages.
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[CapturedMail]) -> bool,
+    ) -> Vec<CapturedMail> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.messages();
+            if done(&got) || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for ScriptedSmtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -41,6 +41,28 @@ pub struct Delivery {
     pub payload: String,
 }
 
+/// A message the queue gave up on, kept with its original payload so that an
+/// operator can put it back ([`Queue::revive`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The dead letter's own id (a Redis stream entry id, or the embedded row's id).
+    pub entry: String,
+    pub payload: String,
+    pub reason: String,
+    /// When it was dead-lettered, Unix milliseconds.
+    pub dead_at_ms: i64,
+}
+
+/// The message id a payload names, if it is JSON with a string `id` (an envelope, or
+/// a broken one): how an operator finds a dead letter the mailer could not decode.
+pub fn payload_message_id(payload: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(payload)
+        .ok()?
+        .get("id")?
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// The consumer side of a queue.
 #[async_trait]
 pub trait Queue: Send + Sync {
@@ -59,6 +81,13 @@ pub trait Queue: Send + Sync {
     /// The message will never succeed: it moves where an operator can see it, and is
     /// not delivered again.
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError>;
+
+    /// The dead letters, oldest first, at most `max`.
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError>;
+
+    /// Puts the dead letters `entries` back on the live queue, each at most once (a
+    /// dead letter already put back is not found again); returns the entries moved.
+    async fn revive(&self, entries: &[String]) -> Result<Vec<String>, QueueError>;
 
     /// A round trip to the queue's backing store, for readiness.
     async fn ping(&self) -> Result<(), QueueError>;

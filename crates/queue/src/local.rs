@@ -1,7 +1,7 @@
 //! The embedded queue: the outbox table, leased row by row.
 
-use crate::{Delivery, Queue, QueueError};
-use admit_store::{outbox, Db};
+use crate::{DeadLetter, Delivery, Queue, QueueError};
+use admit_store::{mail_ops, outbox, Db};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,10 +85,73 @@ impl Queue for OutboxQueue {
     }
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
-        // The mailer's own record keeps the message as `dead` with its reason; the
-        // outbox row is finished so that it is not delivered again.
+        // The outbox row is finished, so that it is not delivered again, and the
+        // message is kept in `dead_letters` (in the same transaction) for a retry.
         tracing::warn!(receipt = %delivery.receipt, reason, "message dead-lettered");
-        self.finish(std::slice::from_ref(delivery)).await
+        let seq = delivery
+            .receipt
+            .parse::<i64>()
+            .map_err(|_| QueueError::Internal(format!("bad receipt {}", delivery.receipt)))?;
+        // The dead letter is named by its outbox row, which a retry puts back.
+        let row = mail_ops::DeadLetterRow {
+            id: seq.to_string(),
+            topic: self.topic.clone(),
+            message_id: crate::payload_message_id(&delivery.payload).unwrap_or_default(),
+            payload: delivery.payload.clone(),
+            reason: reason.to_owned(),
+            created_at: admit_store::now(),
+        };
+        self.db
+            .write(move |conn| {
+                mail_ops::insert_dead_letter(conn, &row)?;
+                outbox::mark_published(conn, &[seq], admit_store::now())?;
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let topic = self.topic.clone();
+        let rows = self
+            .db
+            .run(move |conn| mail_ops::dead_letters(conn, &topic, max as i64))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DeadLetter {
+                entry: r.id,
+                payload: r.payload,
+                reason: r.reason,
+                dead_at_ms: r.created_at.and_utc().timestamp_millis(),
+            })
+            .collect())
+    }
+
+    async fn revive(&self, entries: &[String]) -> Result<Vec<String>, QueueError> {
+        let entries = entries.to_vec();
+        let topic = self.topic.clone();
+        let moved = self
+            .db
+            .write(move |conn| {
+                let mut moved = Vec::new();
+                for id in &entries {
+                    let Ok(seq) = id.parse::<i64>() else {
+                        continue;
+                    };
+                    if let Some(row) = mail_ops::take_dead_letter(conn, id)? {
+                        if row.topic == topic && outbox::unpublish(conn, seq)? {
+                            moved.push(row.id);
+                        }
+                    }
+                }
+                Ok(moved)
+            })
+            .await?;
+        if !moved.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(moved)
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

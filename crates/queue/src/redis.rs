@@ -9,7 +9,7 @@
 //! - The group is created at id 0, so messages published before any mailer ever ran
 //!   are delivered too.
 
-use crate::{Delivery, Queue, QueueError};
+use crate::{DeadLetter, Delivery, Queue, QueueError};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{
@@ -281,6 +281,77 @@ impl Queue for RedisQueue {
             .query_async::<()>(&mut c)
             .await
             .map_err(unavailable)
+    }
+
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let mut c = self.conn().await?;
+        let reply: redis::streams::StreamRangeReply = c
+            .xrange_count(self.dead_key(), "-", "+", max)
+            .await
+            .map_err(unavailable)?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .map(|e| DeadLetter {
+                dead_at_ms: e
+                    .id
+                    .split('-')
+                    .next()
+                    .and_then(|ms| ms.parse().ok())
+                    .unwrap_or_default(),
+                payload: e.get::<String>("payload").unwrap_or_default(),
+                reason: e.get::<String>("reason").unwrap_or_default(),
+                entry: e.id,
+            })
+            .collect())
+    }
+
+    async fn revive(&self, entries: &[String]) -> Result<Vec<String>, QueueError> {
+        // One script per entry: read it from the dead letters, append its payload to
+        // the live stream, delete it. Atomic, so a retry run twice (or by two
+        // operators) puts the message back once.
+        let script = redis::Script::new(
+            r"
+            local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+            if #found == 0 then return 0 end
+            local fields = found[1][2]
+            local payload = ''
+            for i = 1, #fields, 2 do
+                if fields[i] == 'payload' then payload = fields[i + 1] end
+            end
+            redis.call('XADD', KEYS[2], '*', 'id', ARGV[2], 'payload', payload)
+            redis.call('XDEL', KEYS[1], ARGV[1])
+            return 1
+            ",
+        );
+        self.ensure_group().await?;
+        let mut c = self.conn().await?;
+        let mut moved = Vec::new();
+        for entry in entries {
+            let id = {
+                let dead: redis::streams::StreamRangeReply = c
+                    .xrange(self.dead_key(), entry, entry)
+                    .await
+                    .map_err(unavailable)?;
+                dead.ids
+                    .first()
+                    .and_then(|e| e.get::<String>("payload"))
+                    .and_then(|p| crate::payload_message_id(&p))
+                    .unwrap_or_default()
+            };
+            let n: i64 = script
+                .key(self.dead_key())
+                .key(self.stream_key())
+                .arg(entry)
+                .arg(id)
+                .invoke_async(&mut c)
+                .await
+                .map_err(unavailable)?;
+            if n == 1 {
+                moved.push(entry.clone());
+            }
+        }
+        Ok(moved)
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

@@ -221,6 +221,46 @@ async fn a_dead_letter_leaves_the_queue_and_others_flow() -> anyhow::Result<()> 
 }
 
 #[tokio::test]
+async fn a_dead_letter_keeps_its_message_and_is_revived_once() -> anyhow::Result<()> {
+    for f in Fixture::all()? {
+        let ids = f.publish(2).await?;
+        let q = f.consumer("c")?;
+        let got = drain(q.as_ref(), 5).await?;
+        assert_eq!(got.len(), 2, "{}", f.name);
+        q.dead_letter(&got[0], "550 no such user").await?;
+        q.ack(&got[1]).await?;
+        let dead = q.dead_letters(10).await?;
+        assert_eq!(dead.len(), 1, "{}", f.name);
+        assert_eq!(
+            dead[0].payload, got[0].payload,
+            "{}: the original message",
+            f.name
+        );
+        assert_eq!(dead[0].reason, "550 no such user");
+        assert!(dead[0].dead_at_ms > 0);
+        assert_eq!(
+            admit_queue::payload_message_id(&dead[0].payload),
+            Some(id_of(&got[0].payload))
+        );
+
+        // Revived twice (two operators at once, or a retry run again): once.
+        let entry = dead[0].entry.clone();
+        let (a, b) = tokio::join!(
+            q.revive(std::slice::from_ref(&entry)),
+            q.revive(std::slice::from_ref(&entry))
+        );
+        assert_eq!(a?.len() + b?.len(), 1, "{}: revived once", f.name);
+        assert!(q.revive(&[entry]).await?.is_empty());
+        assert!(q.dead_letters(10).await?.is_empty(), "{}", f.name);
+        let back = drain(f.consumer("c2")?.as_ref(), 5).await?;
+        assert_eq!(back.len(), 1, "{}: back on the live queue, once", f.name);
+        assert_eq!(back[0].payload, got[0].payload);
+        assert!(ids.contains(&id_of(&back[0].payload)));
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn the_relay_keeps_rows_while_redis_is_unreachable() -> anyhow::Result<()> {
     let tdb = TestDatabase::sqlite()?;
     let db = tdb.db()?;

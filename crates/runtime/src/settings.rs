@@ -172,6 +172,10 @@ pub struct AccountSettings {
     pub password_link_ttl_secs: i64,
     /// How long a password-reset link works (an hour).
     pub reset_link_ttl_secs: i64,
+    /// A welcome (set-password) email is resent by an operator (`admit mail resend`,
+    /// `POST /admin/v1/accounts/{id}/resend`) at most once per this many seconds per
+    /// recipient.
+    pub resend_cooldown_secs: u64,
     /// "Forgot your password?" requests that send an email, per email address, then
     /// per client address, within `reset_window_secs`; past them the same answer is
     /// shown and no email is sent.
@@ -209,6 +213,7 @@ impl Default for AccountSettings {
             login_window_secs: 900,
             password_link_ttl_secs: 7 * 24 * 3600,
             reset_link_ttl_secs: 3600,
+            resend_cooldown_secs: 900,
             reset_requests_per_email: 3,
             reset_requests_per_address: 20,
             reset_window_secs: 3600,

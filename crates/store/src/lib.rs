@@ -16,6 +16,7 @@ pub mod confirmations;
 pub mod grants;
 pub mod identities;
 pub mod mail;
+pub mod mail_ops;
 pub mod outbox;
 pub mod partners;
 pub mod purge;

@@ -60,6 +60,18 @@ pub fn enqueue(
     Ok(())
 }
 
+/// Makes a finished row deliverable again (a dead letter put back): unpublished,
+/// unleased. Returns whether the row exists.
+pub fn unpublish(conn: &mut AnyConnection, seq: i64) -> Result<bool, StoreError> {
+    let n = diesel::update(outbox::table.filter(outbox::seq.eq(seq)))
+        .set((
+            outbox::published_at.eq(None::<NaiveDateTime>),
+            outbox::lease_until.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
 /// Adds many messages with multi-row statements. Call inside the transaction of the
 /// change that causes them.
 pub fn enqueue_many(

@@ -100,6 +100,21 @@ pub fn insert_password_tokens(
     Ok(())
 }
 
+/// The account's newest link for `purpose`, used or not (whom it was sent for).
+pub fn latest_password_token(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    purpose: &str,
+) -> Result<Option<PasswordTokenRow>, StoreError> {
+    Ok(password_tokens::table
+        .filter(password_tokens::account_id.eq(account_id))
+        .filter(password_tokens::purpose.eq(purpose))
+        .order(password_tokens::created_at.desc())
+        .select(PasswordTokenRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
 /// The link of `digest` for `purpose` if it can still be used.
 pub fn live_password_token(
     conn: &mut AnyConnection,

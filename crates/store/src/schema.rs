@@ -243,6 +243,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    dead_letters (id) {
+        id -> Text,
+        topic -> Text,
+        message_id -> Text,
+        payload -> Text,
+        reason -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    mail_resends (recipient) {
+        recipient -> Text,
+        resent_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(contacts -> accounts (account_id));
 diesel::joinable!(identities -> accounts (account_id));
 diesel::joinable!(clients -> partners (partner_id));
@@ -270,5 +288,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     registration_failures,
     idempotency_keys,
     identities,
-    confirmations
+    confirmations,
+    dead_letters,
+    mail_resends
 );

@@ -14,6 +14,7 @@ pub mod pages;
 pub mod partner;
 pub mod partner_api;
 pub mod password;
+pub mod resend;
 pub mod reset;
 pub mod signup;
 pub mod social;
@@ -76,6 +77,9 @@ pub struct AccountState {
     /// How long a "confirm your address" link and a phone's code work.
     pub confirm_link_ttl_secs: i64,
     pub confirm_code_ttl_secs: i64,
+    /// The admin API's credential (`internal.admin_token`) and the resend cooldown.
+    pub admin_token: String,
+    pub resend_cooldown_secs: u64,
     created: prometheus::IntCounter,
 }
 
@@ -112,6 +116,8 @@ impl AccountState {
             social: social::Providers::new(&settings.account.social)?,
             confirm_link_ttl_secs: settings.account.confirm_link_ttl_secs.max(60),
             confirm_code_ttl_secs: settings.account.confirm_code_ttl_secs.max(60),
+            admin_token: settings.internal.admin_token.expose_secret().to_owned(),
+            resend_cooldown_secs: settings.account.resend_cooldown_secs,
             outbox_wake,
             created,
         })
@@ -163,6 +169,10 @@ pub fn configure(
             .route(
                 "/account/confirmation/code",
                 web::post().to(confirm::request_code_api),
+            )
+            .route(
+                "/admin/v1/accounts/{id}/resend",
+                web::post().to(resend::resend_api),
             );
     }
 }

@@ -259,3 +259,188 @@ pub async fn purge(target: Target, settings: &Settings) -> anyhow::Result<()> {
     target.print(value, human);
     Ok(())
 }
+
+#[derive(Subcommand)]
+pub enum MailCmd {
+    /// Dead letters: messages the mailer gave up on (`list`, `retry ID|--all`).
+    #[command(subcommand)]
+    Dead(DeadCmd),
+    /// A message's status by id, or every message to `--recipient ADDRESS`.
+    Status {
+        /// The message id.
+        #[arg(required_unless_present = "recipient", conflicts_with = "recipient")]
+        message_id: Option<String>,
+        /// An address: every message to it, newest first.
+        #[arg(long)]
+        recipient: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Resend the welcome (set-password) email of a partner-registered account that
+    /// has no password yet: a new link, the old one retired; at most once per
+    /// `account.resend_cooldown_secs` per recipient.
+    Resend {
+        account_id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DeadCmd {
+    List {
+        /// At most this many, oldest first.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Put dead letters back on the queue (their messages back to `queued`): one by
+    /// message id (or dead-letter entry id), or `--all`. Run twice, it sends once.
+    Retry {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+impl Target {
+    /// The mail queue: the embedded outbox with `--data-dir`, else the configured
+    /// Redis stream (where the production mailer keeps its dead letters).
+    fn mail_ops(&self, settings: &Settings) -> anyhow::Result<admit_mailer::ops::MailOps> {
+        use admit_queue::Queue;
+        use std::sync::Arc;
+        let db = self.db(settings)?;
+        let lease = std::time::Duration::from_millis(settings.mailer.claim_idle_ms);
+        let queue: Arc<dyn Queue> = match &self.data_dir {
+            Some(_) => Arc::new(admit_queue::local::OutboxQueue::new(
+                db.clone(),
+                admit_store::outbox::MAIL_TOPIC,
+                lease,
+                Arc::new(tokio::sync::Notify::new()),
+            )),
+            None => Arc::new(admit_queue::redis::RedisQueue::new(
+                admit_queue::redis::RedisQueueConfig::mail(
+                    settings.redis.url.expose_secret(),
+                    &settings.redis.prefix,
+                    "admit-cli",
+                    lease,
+                ),
+            )?),
+        };
+        Ok(admit_mailer::ops::MailOps::new(queue, db))
+    }
+}
+
+pub async fn mail(cmd: MailCmd, settings: &Settings) -> anyhow::Result<()> {
+    match cmd {
+        MailCmd::Dead(DeadCmd::List { limit, target }) => {
+            let dead = target.mail_ops(settings)?.dead(limit.max(1)).await?;
+            let human = if dead.is_empty() {
+                "no dead letters".to_owned()
+            } else {
+                dead.iter()
+                    .map(|d| {
+                        format!(
+                            "{}  {}  {} {}  {}",
+                            d.dead_at,
+                            d.message_id.as_deref().unwrap_or(&d.entry),
+                            d.kind.as_deref().unwrap_or("-"),
+                            d.recipient.as_deref().unwrap_or("-"),
+                            d.reason
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            target.print(serde_json::json!({"dead_letters": dead}), human);
+        }
+        MailCmd::Dead(DeadCmd::Retry { id, all, target }) => {
+            let which = match (id, all) {
+                (Some(id), false) => admit_mailer::ops::Which::One(id),
+                _ => admit_mailer::ops::Which::All,
+            };
+            let retried = target.mail_ops(settings)?.retry(which).await?;
+            let human = format!("{} dead letter(s) put back on the queue", retried.len());
+            target.print(serde_json::json!({"retried": retried}), human);
+        }
+        MailCmd::Status {
+            message_id,
+            recipient,
+            target,
+        } => {
+            let ops = target.mail_ops(settings)?;
+            match (message_id, recipient) {
+                (_, Some(recipient)) => {
+                    let messages = ops.by_recipient(&recipient, 100).await?;
+                    let human = messages
+                        .iter()
+                        .map(|m| {
+                            format!(
+                                "{}  {} {}  attempts {}{}",
+                                m.message_id,
+                                m.kind.as_deref().unwrap_or("-"),
+                                m.status,
+                                m.attempts,
+                                m.last_error
+                                    .as_deref()
+                                    .map(|e| format!("  ({e})"))
+                                    .unwrap_or_default()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    target.print(
+                        serde_json::json!({"recipient": recipient, "messages": messages}),
+                        if human.is_empty() {
+                            format!("no messages to {recipient}")
+                        } else {
+                            human
+                        },
+                    );
+                }
+                (Some(id), None) => {
+                    let s = ops.status(&id).await?;
+                    let human = format!(
+                        "{}: {} (attempts {}){}",
+                        s.message_id,
+                        s.status,
+                        s.attempts,
+                        s.last_error
+                            .as_deref()
+                            .map(|e| format!(", last error: {e}"))
+                            .unwrap_or_default()
+                    );
+                    target.print(serde_json::json!(s), human);
+                }
+                (None, None) => anyhow::bail!("give a message id or --recipient ADDRESS"),
+            }
+        }
+        MailCmd::Resend { account_id, target } => {
+            let db = target.db(settings)?;
+            let link_key = match (&target.data_dir, settings.internal.link_key()) {
+                (_, Ok(k)) => k,
+                (Some(dir), Err(_)) => {
+                    let mut internal = settings.internal.clone();
+                    internal.link_key = crate::embedded::link_key(dir)?.into();
+                    internal.link_key()?
+                }
+                (None, Err(e)) => return Err(e.into()),
+            };
+            let r = admit_account::resend::resend(
+                &db,
+                &link_key,
+                settings.account.password_link_ttl_secs.max(60),
+                settings.account.resend_cooldown_secs,
+                &account_id,
+            )
+            .await?;
+            let human = format!("welcome email {} queued for {}", r.message_id, r.sent_to);
+            target.print(serde_json::json!(r), human);
+        }
+    }
+    Ok(())
+}

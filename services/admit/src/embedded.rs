@@ -119,6 +119,13 @@ pub async fn serve(
         wake,
     ));
     let inbox = Arc::new(Inbox::new(args.data_dir.join("inbox"))?);
+    let mail_admin_routes = admit_mailer::admin_api::configure(actix_web::web::Data::new(
+        admit_mailer::admin_api::MailAdmin {
+            ops: admit_mailer::ops::MailOps::new(queue.clone(), db.clone()),
+            admin_token: secrecy::ExposeSecret::expose_secret(&settings.internal.admin_token)
+                .to_owned(),
+        },
+    ));
     let mut worker = admit_mailer::worker(&settings, db.clone(), queue, inbox.clone(), &metrics)?;
     // Text messages go to the inbox too, unless a gateway is configured.
     if settings.mailer.sms.url.is_none() {
@@ -146,6 +153,7 @@ pub async fn serve(
             account_routes(cfg);
             oauth_routes(cfg);
             inbox_routes(cfg);
+            mail_admin_routes(cfg);
         },
     )?;
     println!(

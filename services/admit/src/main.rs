@@ -47,6 +47,10 @@ enum Command {
     /// Token signing keys: `admit keys rotate`.
     #[command(subcommand)]
     Keys(admin::KeysCmd),
+    /// Mail: `admit mail dead list`, `admit mail dead retry ID|--all`, `admit mail
+    /// status MESSAGE_ID|--recipient ADDRESS`, `admit mail resend ACCOUNT_ID`.
+    #[command(subcommand)]
+    Mail(admin::MailCmd),
     /// One pass of the purge of expired test accounts (with everything attached).
     Purge(admin::Target),
     /// Print the OpenAPI description of every public API (proto-docs/openapi.json).
@@ -100,9 +104,14 @@ fn main() -> anyhow::Result<()> {
         Command::PlanCode(c) => runtime.block_on(admin::plan_code(c, &settings)),
         Command::Keys(c) => runtime.block_on(admin::keys(c, &settings)),
         Command::Purge(t) => runtime.block_on(admin::purge(t, &settings)),
+        Command::Mail(c) => runtime.block_on(admin::mail(c, &settings)),
         Command::Openapi => {
             use utoipa::OpenApi as _;
-            let doc = admit_account::api::AccountApi::openapi();
+            let mut doc = admit_account::api::AccountApi::openapi();
+            // The admin API (not routed by the gateway): mail on the mailer's port,
+            // resend on the account service's.
+            doc.merge(admit_mailer::admin_api::MailAdminApi::openapi());
+            doc.merge(admit_account::resend::AccountAdminApi::openapi());
             println!("{}", doc.to_pretty_json()?);
             Ok(())
         }

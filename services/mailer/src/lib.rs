@@ -5,7 +5,9 @@
 //! SMTP out). The embedded process builds a [`worker::Worker`] on the outbox queue
 //! with the local [`transport::Inbox`] and mounts [`inbox::configure`].
 
+pub mod admin_api;
 pub mod inbox;
+pub mod ops;
 pub mod render;
 pub mod sms;
 pub mod transport;
@@ -105,6 +107,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let worker = worker(&settings, db.clone(), queue.clone(), smtp, &metrics)?;
     let stop = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(stop.clone()));
+    let admin_db = db.clone();
     let readiness = {
         let queue = queue.clone();
         let smtp = (
@@ -136,7 +139,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         metrics,
         stop.clone(),
         admit_runtime::http::grace(Duration::from_secs(5)),
-        |_cfg: &mut actix_web::web::ServiceConfig| {},
+        admin_api::configure(actix_web::web::Data::new(admin_api::MailAdmin {
+            ops: ops::MailOps::new(queue.clone(), admin_db),
+            admin_token: settings.internal.admin_token.expose_secret().to_owned(),
+        })),
     )?;
     started.server.await?;
     stop.cancel();

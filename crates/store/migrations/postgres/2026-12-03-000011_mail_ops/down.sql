@@ -1,0 +1,2 @@
+DROP TABLE mail_resends;
+DROP TABLE dead_letters;
