@@ -82,7 +82,9 @@ pub fn consumer_name(settings: &Settings) -> String {
 /// The standalone mailer: reads the Redis Stream with a consumer group, sends over
 /// SMTP, serves health and metrics. Runs until SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    use admit_runtime::selfcheck::{self, Service};
     let db = admit_runtime::database::connect(&settings)?;
+    selfcheck::at_start(Service::Mailer, &settings, &db).await?;
     let queue = Arc::new(RedisQueue::new(RedisQueueConfig::mail(
         settings.redis.url.expose_secret(),
         &settings.redis.prefix,
@@ -107,11 +109,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let worker_task = tokio::spawn(worker.run(stop.clone()));
     let readiness = {
         let queue = queue.clone();
-        admit_runtime::database::check(Readiness::new(), db).check("redis", move || {
+        admit_runtime::database::check(Readiness::new(), db.clone()).check("redis", move || {
             let queue = queue.clone();
             async move { queue.ping().await.map_err(|e| e.to_string()) }
         })
     };
+    let link_key = selfcheck::LinkKeyCheck::new(Service::Mailer, &settings)?;
+    let readiness = link_key.readiness(selfcheck::migrations_check(readiness, db));
+    tokio::spawn(link_key.run(stop.clone()));
     let started = admit_runtime::http::start(
         "admit-mailer",
         admit_runtime::http::bind(&settings.bind, settings.mailer.port)?,
@@ -119,7 +124,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         metrics,
         stop.clone(),
         admit_runtime::http::grace(Duration::from_secs(5)),
-        |_cfg: &mut actix_web::web::ServiceConfig| {},
+        admit_runtime::client::data(&settings),
     )?;
     started.server.await?;
     stop.cancel();
