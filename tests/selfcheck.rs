@@ -9,6 +9,9 @@ use admit_e2e::topology::Topology;
 use admit_e2e::{http, test_kek, unique};
 use std::time::{Duration, Instant};
 
+/// Variables set over the topology's.
+type Env<'a> = Vec<(&'a str, &'a str)>;
+
 /// The one JSON line a refusal logs: level ERROR, the settings at fault.
 fn refusal_line(stderr: &str) -> serde_json::Value {
     let lines: Vec<serde_json::Value> = stderr
@@ -43,7 +46,7 @@ async fn readyz(url: &str) -> anyhow::Result<(u16, serde_json::Value)> {
 async fn production_services_refuse_to_start_without_their_secrets() -> anyhow::Result<()> {
     let t = Topology::new(&[("ADMIT__STAGE", "production")])?;
     let short_key = "c2hvcnQta2V5LXZhbHVl"; // "short-key-value": 15 bytes
-    let cases: [(&str, Vec<(&str, &str)>, &str); 5] = [
+    let cases: [(&str, Env, &str); 5] = [
         ("admit-account", vec![], "account.captcha.secret"),
         (
             "admit-account",

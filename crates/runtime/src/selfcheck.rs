@@ -85,20 +85,20 @@ pub fn secrets(service: Service, settings: &Settings) -> Vec<Problem> {
     let strict = settings.stage.is_strict();
     let stage = format!("{:?}", settings.stage).to_lowercase();
     let mut out = Vec::new();
-    if matches!(service, Service::Account | Service::Mailer) {
-        if settings.internal.link_key().is_err() {
-            let what = if empty(&settings.internal.link_key) {
-                "internal.link_key is empty"
-            } else {
-                "internal.link_key is shorter than 32 bytes or not base64"
-            };
-            out.push(Problem::new(
+    if matches!(service, Service::Account | Service::Mailer)
+        && settings.internal.link_key().is_err()
+    {
+        let what = if empty(&settings.internal.link_key) {
+            "internal.link_key is empty"
+        } else {
+            "internal.link_key is shorter than 32 bytes or not base64"
+        };
+        out.push(Problem::new(
                 "internal.link_key",
                 format!(
                     "{what}: the account service and the mailer need the same 32 random bytes in base64 (`openssl rand -base64 32`, ADMIT__INTERNAL__LINK_KEY)"
                 ),
             ));
-        }
     }
     if service == Service::OAuth && empty(&settings.oauth.key_encryption_key) {
         out.push(Problem::new(
