@@ -326,6 +326,7 @@ def check_run(rendered):
         "ADMIT__INTERNAL__TOKEN": base64.b64encode(os.urandom(24)).decode(),
         "ADMIT__INTERNAL__ADMIN_TOKEN": base64.b64encode(os.urandom(24)).decode(),
         "ADMIT__MAILER__SMTP__PASSWORD": "unused",
+        "ADMIT__ACCOUNT__CAPTCHA__SECRET": "unused",
     }
     uid = os.environ.get("ADMIT_K8S_RUN_UID", "10001")
     errors = []

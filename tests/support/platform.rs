@@ -382,6 +382,25 @@ impl Agent {
         })
     }
 
+    /// An agent that sends `headers` with every request (`X-Forwarded-For`).
+    pub fn with_headers(headers: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut map = reqwest::header::HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(
+                reqwest::header::HeaderName::from_bytes(k.as_bytes())?,
+                reqwest::header::HeaderValue::from_str(v)?,
+            );
+        }
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(60))
+                .default_headers(map)
+                .build()?,
+            cookies: HashMap::new(),
+        })
+    }
+
     fn cookie_header(&self) -> String {
         self.cookies
             .iter()

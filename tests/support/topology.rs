@@ -17,12 +17,26 @@ pub struct Topology {
 
 impl Topology {
     pub fn new(extra: &[(&str, &str)]) -> anyhow::Result<Self> {
-        Self::with(TestDatabase::postgres()?, &redis_url(), extra)
+        Self::build(TestDatabase::postgres()?, &redis_url(), extra, true)
+    }
+
+    /// A topology whose database nobody migrated.
+    pub fn unmigrated(extra: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::build(TestDatabase::postgres()?, &redis_url(), extra, false)
     }
 
     /// The topology on `tdb` and the Redis at `redis` (private servers a test stops
     /// and starts, for the outage suites).
     pub fn with(tdb: TestDatabase, redis: &str, extra: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::build(tdb, redis, extra, true)
+    }
+
+    fn build(
+        tdb: TestDatabase,
+        redis: &str,
+        extra: &[(&str, &str)],
+        migrate: bool,
+    ) -> anyhow::Result<Self> {
         let smtp = SmtpCapture::start()?;
         let prefix = unique("admit-e2e-");
         let mut env: Vec<(String, String)> = [
@@ -47,11 +61,13 @@ impl Topology {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let status = Command::new(crate::bin("admit"))
-            .arg("migrate")
-            .envs(env.clone())
-            .status()?;
-        anyhow::ensure!(status.success(), "admit migrate failed");
+        if migrate {
+            let status = Command::new(crate::bin("admit"))
+                .arg("migrate")
+                .envs(env.clone())
+                .status()?;
+            anyhow::ensure!(status.success(), "admit migrate failed");
+        }
         Ok(Self {
             tdb,
             env,
@@ -69,6 +85,48 @@ impl Topology {
 
     pub fn start(&self, name: &str) -> anyhow::Result<Proc> {
         Proc::start(name, &[], &self.env, self.logs.path())
+    }
+
+    /// This topology's environment with `extra` set over it.
+    pub fn env_with(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env
+    }
+
+    /// Starts `name` with `extra` set over this topology's environment.
+    pub fn start_with(&self, name: &str, extra: &[(&str, &str)]) -> anyhow::Result<Proc> {
+        Proc::start(name, &[], &self.env_with(extra), self.logs.path())
+    }
+
+    /// Runs `name` with `extra` set over this topology's environment, expecting it
+    /// to exit (a refusal to start) within 60 seconds: its exit status and stderr.
+    pub fn run_to_exit(
+        &self,
+        name: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<(std::process::ExitStatus, String)> {
+        let mut child = Command::new(crate::bin(name))
+            .envs(self.env_with(extra))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait()?.is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                anyhow::bail!("{name} did not exit within 60 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = child.wait_with_output()?;
+        Ok((
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
     }
 
     pub async fn sent_count(&self) -> anyhow::Result<i64> {

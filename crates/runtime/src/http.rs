@@ -162,7 +162,8 @@ pub fn drain_timeout() -> Duration {
 
 /// The span of every request: tracing-actix-web's fields, but `http.target` is the
 /// path without its query, which carries link tokens (`/password/set?token=…`,
-/// `/password/reset?token=…`) that logs must never hold.
+/// `/password/reset?token=…`) that logs must never hold, and `http.client_ip` is the
+/// client's address by the trusted proxies ([`crate::client`]).
 pub struct RequestSpan;
 
 impl tracing_actix_web::RootSpanBuilder for RequestSpan {
@@ -183,13 +184,21 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
             .unwrap_or("")
             .to_owned();
         let info = request.connection_info();
+        // Not `realip_remote_addr`: it believes any client's `X-Forwarded-For`.
+        let client_ip = crate::client::of(
+            request.app_data::<web::Data<crate::client::TrustedProxies>>(),
+            request.peer_addr(),
+            request.headers(),
+        )
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
         tracing::info_span!(
             "HTTP request",
             http.method = %method,
             http.route = %route,
             http.scheme = %info.scheme(),
             http.host = %info.host(),
-            http.client_ip = %info.realip_remote_addr().unwrap_or(""),
+            http.client_ip = %client_ip,
             http.user_agent = %user_agent,
             http.target = %request.path(),
             http.status_code = Empty,

@@ -2,6 +2,7 @@
 //! metrics, health and readiness, and a graceful shutdown in which readiness fails
 //! before the server stops accepting.
 
+pub mod client;
 pub mod database;
 pub mod health;
 pub mod http;
@@ -9,6 +10,7 @@ pub mod i18n;
 pub mod logging;
 pub mod metrics;
 pub mod priority;
+pub mod selfcheck;
 pub mod settings;
 pub mod web;
 

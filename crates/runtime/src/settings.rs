@@ -17,6 +17,7 @@ pub struct Settings {
     /// a request's `Host`.
     pub public_base_url: String,
     pub bind: String,
+    pub http: HttpSettings,
     pub log: LogSettings,
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
@@ -32,6 +33,7 @@ impl Default for Settings {
             stage: Stage::Development,
             public_base_url: "http://127.0.0.1:8080".into(),
             bind: "127.0.0.1".into(),
+            http: HttpSettings::default(),
             log: LogSettings::default(),
             database: DatabaseSettings::default(),
             redis: RedisSettings::default(),
@@ -41,6 +43,17 @@ impl Default for Settings {
             mailer: MailerSettings::default(),
         }
     }
+}
+
+/// `http`: what every service's HTTP server shares.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// The gateway's addresses (CIDRs or addresses; a list, or one comma-separated
+    /// string as `ADMIT__HTTP__TRUSTED_PROXIES` gives it). A request from one of them
+    /// has its client address taken from `X-Forwarded-For` ([`crate::client`]);
+    /// empty: the TCP peer is the client.
+    pub trusted_proxies: crate::client::TrustedProxies,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -293,7 +306,7 @@ fn social_timeout_ms() -> u64 {
 
 /// A list of strings given as a list, or as one comma-separated string (numbers,
 /// which environment variables parse into, are taken as their digits).
-fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Item {
@@ -651,6 +664,27 @@ mod tests {
             env(&[("ADMIT__ACCOUNT__SOCIAL__PROVIDERS__X__KIND", "myspace")])
         )
         .is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_a_comma_separated_variable() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[("ADMIT__HTTP__TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7")]),
+        )
+        .expect("loads");
+        let t = &s.http.trusted_proxies;
+        assert!(t.contains("10.2.3.4".parse().expect("ip")));
+        assert!(t.contains("192.0.2.7".parse().expect("ip")));
+        assert!(!t.contains("192.0.2.8".parse().expect("ip")));
+        assert!(Settings::load_with_env(None, Vec::new())
+            .expect("loads")
+            .http
+            .trusted_proxies
+            .is_empty());
+        let e = Settings::load_with_env(None, env(&[("ADMIT__HTTP__TRUSTED_PROXIES", "gw")]))
+            .expect_err("not an address");
+        assert!(e.to_string().contains("http.trusted_proxies"), "{e}");
     }
 
     #[test]

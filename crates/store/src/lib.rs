@@ -261,6 +261,23 @@ impl Db {
         Ok(applied.iter().map(ToString::to_string).collect())
     }
 
+    /// The migrations of this backend that this build knows and the database has not
+    /// applied (none: the schema is the one this code expects, or newer).
+    pub fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.get()?;
+        let pending = match &mut *conn {
+            AnyConnection::Pg(c) => c
+                .pending_migrations(PG_MIGRATIONS)
+                .map(|m| m.iter().map(|m| m.name().to_string()).collect()),
+            AnyConnection::Sqlite(c) => c
+                .pending_migrations(SQLITE_MIGRATIONS)
+                .map(|m| m.iter().map(|m| m.name().to_string()).collect()),
+        };
+        pending.map_err(|e| {
+            StoreError::Unavailable(format!("cannot read the applied migrations: {e}"))
+        })
+    }
+
     /// Runs `f` with a connection on the blocking pool.
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where

@@ -594,10 +594,7 @@ async fn count_request(
     what: &str,
     page_key: &'static str,
 ) -> Result<(), Refusal> {
-    let address = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    let address = admit_runtime::client::client_address(req);
     let address_key = format!("code-request-address:{address}");
     for (key, limit) in [
         (contact_key.as_str(), CODE_REQUESTS),

@@ -289,7 +289,11 @@ pub async fn create_account(
         };
         state
             .captcha
-            .verify(client_id, &submitted, req.peer_addr().map(|a| a.ip()))
+            .verify(
+                client_id,
+                &submitted,
+                admit_runtime::client::client_ip(&req),
+            )
             .await?;
     }
 
@@ -705,7 +709,9 @@ impl Purger {
 /// The standalone account service of the production topology: PostgreSQL, and the
 /// outbox relay to Redis. Runs until SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    use admit_runtime::selfcheck::{self, Service};
     let db = admit_runtime::database::connect(&settings)?;
+    selfcheck::at_start(Service::Account, &settings, &db).await?;
     let wake = Arc::new(Notify::new());
     let metrics = Metrics::new();
     let mut state = AccountState::new(&settings, db.clone(), wake.clone(), &metrics)?;
@@ -737,10 +743,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Duration::from_secs(settings.account.purge_every_secs.max(1)),
         stop.clone(),
     ));
-    let started = admit_runtime::http::start(
-        "admit-account",
-        admit_runtime::http::bind(&settings.bind, settings.account.port)?,
-        admit_runtime::database::check(Readiness::new(), db).check("redis", move || {
+    tokio::spawn(selfcheck::LinkKeyCheck::new(Service::Account, &settings)?.run(stop.clone()));
+    let readiness =
+        admit_runtime::database::check(Readiness::new(), db.clone()).check("redis", move || {
             let queue = queue.clone();
             async move {
                 queue.ping().await.map_err(|e| {
@@ -749,11 +754,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     )
                 })
             }
-        }),
+        });
+    let (routes, proxies) = (configure(state), admit_runtime::client::data(&settings));
+    let started = admit_runtime::http::start(
+        "admit-account",
+        admit_runtime::http::bind(&settings.bind, settings.account.port)?,
+        selfcheck::migrations_check(readiness, db),
         metrics,
         stop.clone(),
         admit_runtime::http::grace(Duration::from_secs(5)),
-        configure(state),
+        move |cfg: &mut web::ServiceConfig| {
+            proxies(cfg);
+            routes(cfg);
+        },
     )?;
     started.server.await?;
     stop.cancel();

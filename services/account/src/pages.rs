@@ -204,10 +204,7 @@ pub async fn login(
             Some(&text(lang, "login-missing", &[])),
         );
     }
-    let address = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    let address = admit_runtime::client::client_address(&req);
     let account_key = format!("account:{}", login.to_lowercase());
     let address_key = format!("address:{address}");
     let limits = [

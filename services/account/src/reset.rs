@@ -138,10 +138,7 @@ pub async fn forgot(
 
 /// Whether this request may send an email; counts it if so.
 async fn within_limits(req: &HttpRequest, state: &AccountState, email: &Email) -> bool {
-    let client = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    let client = admit_runtime::client::client_address(req);
     let email_key = format!("reset-email:{}", email.normalized());
     let client_key = format!("reset-address:{client}");
     let (per_email, per_client) = state.reset_limits;

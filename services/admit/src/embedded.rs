@@ -142,6 +142,7 @@ pub async fn serve(
     let oauth_routes =
         admit_oauth::configure(admit_oauth::state(&settings, db.clone(), stop.clone()).await?);
     let inbox_routes = admit_mailer::inbox::configure(inbox);
+    let proxies = admit_runtime::client::data(&settings);
     let started = admit_runtime::http::start(
         "admit",
         listener,
@@ -150,6 +151,7 @@ pub async fn serve(
         stop.clone(),
         admit_runtime::http::grace(Duration::ZERO),
         move |cfg: &mut actix_web::web::ServiceConfig| {
+            proxies(cfg);
             account_routes(cfg);
             oauth_routes(cfg);
             inbox_routes(cfg);

@@ -84,7 +84,9 @@ pub fn consumer_name(settings: &Settings) -> String {
 /// The standalone mailer: reads the Redis Stream with a consumer group, sends over
 /// SMTP, serves health and metrics. Runs until SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    use admit_runtime::selfcheck::{self, Service};
     let db = admit_runtime::database::connect(&settings)?;
+    selfcheck::at_start(Service::Mailer, &settings, &db).await?;
     let queue = Arc::new(RedisQueue::new(RedisQueueConfig::mail(
         settings.redis.url.expose_secret(),
         &settings.redis.prefix,
@@ -117,7 +119,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             // that opens is as far as the probe looks.
             settings.mailer.smtp.tls != admit_runtime::settings::SmtpTls::Tls,
         );
-        admit_runtime::database::check(Readiness::new(), db)
+        admit_runtime::database::check(Readiness::new(), db.clone())
             .check("redis", move || {
                 let queue = queue.clone();
                 async move {
@@ -132,6 +134,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 async move { smtp_greets(&host, port, greeting).await }
             })
     };
+    let link_key = selfcheck::LinkKeyCheck::new(Service::Mailer, &settings)?;
+    let readiness = link_key.readiness(selfcheck::migrations_check(readiness, db));
+    tokio::spawn(link_key.run(stop.clone()));
     let started = admit_runtime::http::start(
         "admit-mailer",
         admit_runtime::http::bind(&settings.bind, settings.mailer.port)?,
@@ -139,10 +144,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         metrics,
         stop.clone(),
         admit_runtime::http::grace(Duration::from_secs(5)),
-        admin_api::configure(actix_web::web::Data::new(admin_api::MailAdmin {
-            ops: ops::MailOps::new(queue.clone(), admin_db),
-            admin_token: settings.internal.admin_token.expose_secret().to_owned(),
-        })),
+        {
+            let admin = admin_api::configure(actix_web::web::Data::new(admin_api::MailAdmin {
+                ops: ops::MailOps::new(queue.clone(), admin_db),
+                admin_token: settings.internal.admin_token.expose_secret().to_owned(),
+            }));
+            let proxies = admit_runtime::client::data(&settings);
+            move |cfg: &mut actix_web::web::ServiceConfig| {
+                proxies(cfg);
+                admin(cfg);
+            }
+        },
     )?;
     started.server.await?;
     stop.cancel();

@@ -147,18 +147,24 @@ async fn metadata(state: web::Data<TokenState>) -> HttpResponse {
 
 /// The standalone authorization server. Runs until SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    use admit_runtime::selfcheck::{self, Service};
     let db = admit_runtime::database::connect(&settings)?;
+    selfcheck::at_start(Service::OAuth, &settings, &db).await?;
     let stop = CancellationToken::new();
     let state = state(&settings, db.clone(), stop.clone()).await?;
-    let readiness = admit_runtime::database::check(Readiness::new(), db);
+    let readiness = admit_runtime::database::check(Readiness::new(), db.clone());
+    let (routes, proxies) = (configure(state), admit_runtime::client::data(&settings));
     let started = admit_runtime::http::start(
         "admit-oauth",
         admit_runtime::http::bind(&settings.bind, settings.oauth.port)?,
-        readiness,
+        selfcheck::migrations_check(readiness, db),
         Metrics::new(),
         stop.clone(),
         admit_runtime::http::grace(Duration::from_secs(5)),
-        configure(state),
+        move |cfg: &mut web::ServiceConfig| {
+            proxies(cfg);
+            routes(cfg);
+        },
     )?;
     started.server.await?;
     stop.cancel();
