@@ -112,7 +112,7 @@ async fn mailer_replicas_killed_with_sigkill_lose_nothing_and_resend_only_unreco
     // another in the second half, each of a random replica, restarted at once.
     let seed = uuid::Uuid::new_v4().as_u64_pair().0 | 1;
     let mut rng = Rng(seed);
-    let mut replicas = vec![t.start("admit-mailer")?, t.start("admit-mailer")?];
+    let mut replicas = [t.start("admit-mailer")?, t.start("admit-mailer")?];
     let mut kills: Vec<Kill> = Vec::new();
     for (lo, hi) in [(EMAILS / 10, EMAILS * 2 / 5), (EMAILS / 2, EMAILS * 4 / 5)] {
         let at = rng.between(lo, hi);
