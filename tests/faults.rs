@@ -123,9 +123,12 @@ async fn mailer_replicas_killed_with_sigkill_lose_nothing_and_resend_only_unreco
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         replicas[replica].kill9();
-        // Nothing the killed replica did can change now, and the live one cannot
-        // take its messages before their lease (3 s) runs out.
+        // The killed replica's records cannot change now, and the live one cannot
+        // take its messages before their lease (3 s) runs out. The relay may still be
+        // taking in a message whose end was in its socket when the sender died (it
+        // accepts it with no one left to hear the 250): give it a moment.
         let unrecorded = unrecorded(&t.tdb.url)?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let captured = t.smtp.messages();
         let window: HashSet<String> = captured
             .iter()

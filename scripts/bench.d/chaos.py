@@ -274,7 +274,7 @@ def section(args):
     add("")
     add("### What is measured, and how")
     add("")
-    add("The production topology with release binaries: PostgreSQL, Redis, `admit-account`, two "
+    add("The production topology with release binaries (unless the run line above says otherwise): PostgreSQL, Redis, `admit-account`, two "
         "`admit-mailer` replicas (the service's settings, except `mailer.claim_idle_ms` = {} ms: a "
         "killed replica's messages come back after that, where the default is 60 s). Each round, twice "
         "(without faults, then with them), on a fresh database and Redis prefix: `chaos.py register` "

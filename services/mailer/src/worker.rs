@@ -149,6 +149,7 @@ async fn record_loop(db: Db, mut rx: mpsc::Receiver<Record>) {
         let recorded = db
             .write(move |conn| {
                 let now = admit_store::now();
+                mail::commit_without_flush(conn)?;
                 mail::mark_sent_many(conn, &sent_ids, now)?;
                 for f in &failures {
                     mail::mark_failed(conn, &f.id, &f.reason, f.retry_in.map(|d| now + d), now)?;
