@@ -233,6 +233,15 @@ impl SmtpCapture {
         maildir_messages(&self.dir.path().join("Maildir"))
     }
 
+    /// How many messages arrived so far (files in the Maildir, none parsed).
+    pub fn count(&self) -> usize {
+        ["new", "cur"]
+            .iter()
+            .filter_map(|sub| std::fs::read_dir(self.dir.path().join("Maildir").join(sub)).ok())
+            .map(|entries| entries.count())
+            .sum()
+    }
+
     /// Waits until at least `n` messages arrived (or `timeout`), and returns them.
     pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<CapturedMail> {
         let deadline = Instant::now() + timeout;

@@ -132,6 +132,19 @@ pub fn mark_failed(
     Ok(find(conn, id)?.map(|r| r.attempts).unwrap_or_default())
 }
 
+/// Lets the current transaction's commit return before its WAL is flushed to disk
+/// (PostgreSQL's `synchronous_commit = off`, for this transaction only; a no-op on
+/// SQLite). For the mailer's records of what the relay already accepted: a database
+/// crash can then forget the last few hundred milliseconds of them, which sends those
+/// messages again (never loses one), and in exchange the commit no longer waits for the
+/// disk, which is the window in which a killed mailer resends.
+pub fn commit_without_flush(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    if let AnyConnection::Pg(c) = conn {
+        diesel::sql_query("SET LOCAL synchronous_commit TO OFF").execute(c)?;
+    }
+    Ok(())
+}
+
 pub fn count_by_status(conn: &mut AnyConnection, status: MailStatus) -> Result<i64, StoreError> {
     Ok(mail_messages::table
         .filter(mail_messages::status.eq(status.as_str()))

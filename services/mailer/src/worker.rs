@@ -3,8 +3,12 @@
 //!
 //! For each delivery: decode (undecodable: dead-letter); claim the message in the
 //! mailer's table (sent or dead already: acknowledge; another replica has it or its
-//! retry is not due: leave it pending); render; send. On success the message is
-//! recorded `sent`; the batch's recorded messages are then acknowledged together. A transient failure records `failed` with the
+//! retry is not due: leave it pending); render; send. Each message's outcome is
+//! recorded the moment its relay answers: a recorder task commits whatever outcomes
+//! arrived since its last commit in one transaction (a group commit), so a process
+//! killed after the relay's 250 sends again only what was between that answer and
+//! its commit (a few milliseconds), not a whole batch. The batch's recorded messages
+//! are then acknowledged together, after their records. A transient failure records `failed` with the
 //! time of the next try (backoff doubling from `retry_base`) and leaves the delivery
 //! pending, to come back after the claim idle time; after `max_attempts`, or on a
 //! permanent failure (SMTP 5xx), the message is recorded `dead` and moved to the
@@ -20,7 +24,7 @@ use futures_util::StreamExt;
 use prometheus::IntCounterVec;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -91,6 +95,83 @@ struct Failure {
     retry_in: Option<chrono::Duration>,
 }
 
+/// One outcome for the recorder, and where it says whether the record committed.
+struct Record {
+    /// `Ok(id)`: sent; `Err(failure)`: failed or dead.
+    outcome: Result<String, Failure>,
+    done: oneshot::Sender<bool>,
+}
+
+/// Outcomes taken into one commit at most (a few statements whatever the number).
+const RECORD_GROUP: usize = 1024;
+
+/// The handle of the recorder task: [`Recorder::record`] returns once the outcome is
+/// durable (`true`) or its commit failed (`false`).
+#[derive(Clone)]
+struct Recorder {
+    tx: mpsc::Sender<Record>,
+}
+
+impl Recorder {
+    /// Starts the recorder on `db`; it ends when every handle is dropped, after
+    /// committing what it was given.
+    fn spawn(db: Db) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(RECORD_GROUP * 4);
+        (Self { tx }, tokio::spawn(record_loop(db, rx)))
+    }
+
+    async fn record(&self, outcome: Result<String, Failure>) -> bool {
+        let (done, answer) = oneshot::channel();
+        if self.tx.send(Record { outcome, done }).await.is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+}
+
+/// The group commit: waits for an outcome, takes every other one already waiting,
+/// records them all in one transaction, answers each, and starts again. While one
+/// commit runs, the next group gathers.
+async fn record_loop(db: Db, mut rx: mpsc::Receiver<Record>) {
+    let mut group: Vec<Record> = Vec::with_capacity(RECORD_GROUP);
+    while rx.recv_many(&mut group, RECORD_GROUP).await > 0 {
+        let mut sent_ids: Vec<String> = Vec::new();
+        let mut failures: Vec<Failure> = Vec::new();
+        let mut answers: Vec<oneshot::Sender<bool>> = Vec::with_capacity(group.len());
+        for Record { outcome, done } in group.drain(..) {
+            match outcome {
+                Ok(id) => sent_ids.push(id),
+                Err(f) => failures.push(f),
+            }
+            answers.push(done);
+        }
+        let count = answers.len();
+        let recorded = db
+            .write(move |conn| {
+                let now = admit_store::now();
+                mail::commit_without_flush(conn)?;
+                mail::mark_sent_many(conn, &sent_ids, now)?;
+                for f in &failures {
+                    mail::mark_failed(conn, &f.id, &f.reason, f.retry_in.map(|d| now + d), now)?;
+                }
+                Ok(())
+            })
+            .await;
+        let ok = match recorded {
+            Ok(()) => true,
+            Err(e) => {
+                // Sent but not recorded: the deliveries stay pending and the messages
+                // may be sent again. At least once, never lost.
+                tracing::error!(error = %e, count, "sent, but the records failed");
+                false
+            }
+        };
+        for done in answers {
+            let _ = done.send(ok);
+        }
+    }
+}
+
 pub fn outcome_counter() -> IntCounterVec {
     IntCounterVec::new(
         prometheus::Opts::new(
@@ -111,6 +192,7 @@ impl Worker {
         let max = self.config.concurrency.max(1);
         let in_flight = Arc::new(Semaphore::new(self.config.batches_in_flight.max(1)));
         let mut batches = JoinSet::new();
+        let (recorder, recorder_task) = Recorder::spawn(self.db.clone());
         while !stop.is_cancelled() {
             while batches.try_join_next().is_some() {}
             let permit = tokio::select! {
@@ -129,9 +211,9 @@ impl Worker {
                 Ok(deliveries) => {
                     backoff = Duration::from_millis(200);
                     if !deliveries.is_empty() {
-                        let worker = self.clone();
+                        let (worker, recorder) = (self.clone(), recorder.clone());
                         batches.spawn(async move {
-                            worker.handle_batch(deliveries).await;
+                            worker.handle_batch(deliveries, &recorder).await;
                             drop(permit);
                         });
                     }
@@ -148,6 +230,8 @@ impl Worker {
         }
         // The batches in hand are finished before the worker says it stopped.
         while batches.join_next().await.is_some() {}
+        drop(recorder);
+        let _ = recorder_task.await;
         tracing::info!("mailer worker stopped");
     }
 
@@ -181,9 +265,10 @@ impl Worker {
     }
 
     /// Handles a batch: decode, claim every message in one transaction, render and
-    /// send concurrently, record every outcome in one transaction, then acknowledge
-    /// the recorded ones (sent, or found sent already) in one round trip.
-    pub async fn handle_batch(&self, deliveries: Vec<Delivery>) -> Vec<Outcome> {
+    /// send concurrently, each outcome recorded by `recorder` as soon as its relay
+    /// answered, then acknowledge the recorded ones (sent, or found sent already) in
+    /// one round trip.
+    async fn handle_batch(&self, deliveries: Vec<Delivery>, recorder: &Recorder) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; deliveries.len()];
         let mut decoded: Vec<(usize, Envelope)> = Vec::with_capacity(deliveries.len());
         for (i, d) in deliveries.iter().enumerate() {
@@ -230,111 +315,94 @@ impl Worker {
             }
         }
 
-        // 2. Render and send.
-        let sent: Vec<Attempt> = futures_util::stream::iter(mine)
+        // 2. Render, send, and record each outcome as soon as the relay answered.
+        let recorded: Vec<(usize, Outcome, Option<String>)> = futures_util::stream::iter(mine)
             .map(|(i, envelope, row)| async move {
-                let id = envelope.id.to_string();
-                let kind = envelope.notification.kind().to_owned();
-                let result = if envelope.notification.is_sms() {
-                    match self.renderer.render_sms(&envelope) {
-                        Ok(sms) => self.sms.send_sms(&sms).await,
-                        Err(e) => Err(SendError::Permanent(e.to_string())),
-                    }
-                } else {
-                    match self.renderer.render(&envelope) {
-                        Ok(email) => self.transport.send(&email).await,
-                        Err(e) => Err(SendError::Permanent(e.to_string())),
-                    }
-                };
-                Attempt {
-                    index: i,
-                    id,
-                    kind,
-                    attempts: row.attempts as u32 + 1,
-                    result,
-                }
+                let attempt = self.send(i, &envelope, &row).await;
+                self.record(recorder, attempt).await
             })
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
             .await;
 
-        // 3. Record every outcome at once.
-        let now_plus =
-            |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1));
-        let mut sent_ids: Vec<String> = Vec::new();
-        let mut failures: Vec<Failure> = Vec::new();
-        let mut planned: Vec<(usize, Outcome, Option<String>)> = Vec::new();
-        for Attempt {
-            index: i,
-            id,
-            kind,
-            attempts,
-            result,
-        } in sent
-        {
-            match result {
-                Ok(()) => {
-                    tracing::info!(message_id = %id, kind = %kind, "email sent");
-                    sent_ids.push(id);
-                    planned.push((i, Outcome::Sent, None));
-                }
-                Err(SendError::Transient(reason)) if attempts < self.config.max_attempts => {
-                    let delay =
-                        self.config.retry_base * 2u32.saturating_pow(attempts - 1).min(1 << 16);
-                    tracing::warn!(message_id = %id, reason = %reason, attempts, retry_in_ms = delay.as_millis() as u64, "send failed; will retry");
-                    failures.push(Failure {
-                        id,
-                        reason,
-                        retry_in: Some(now_plus(delay)),
-                    });
-                    planned.push((i, Outcome::Retry, None));
-                }
-                Err(SendError::Transient(reason)) | Err(SendError::Permanent(reason)) => {
-                    tracing::warn!(message_id = %id, reason = %reason, attempts, "giving up on the message");
-                    failures.push(Failure {
-                        id,
-                        reason: reason.clone(),
-                        retry_in: None,
-                    });
-                    planned.push((i, Outcome::Dead, Some(reason)));
-                }
-            }
-        }
-        if !planned.is_empty() {
-            let recorded = self
-                .db
-                .write(move |conn| {
-                    let now = admit_store::now();
-                    mail::mark_sent_many(conn, &sent_ids, now)?;
-                    for f in &failures {
-                        mail::mark_failed(
-                            conn,
-                            &f.id,
-                            &f.reason,
-                            f.retry_in.map(|d| now + d),
-                            now,
-                        )?;
-                    }
-                    Ok(())
-                })
-                .await;
-            if let Err(e) = recorded {
-                // Sent but not recorded: the deliveries stay pending and the messages
-                // may be sent again. At least once, never lost.
-                tracing::error!(error = %e, "sent, but the records failed");
-                for (i, _, _) in planned {
-                    outcomes[i] = Some(Outcome::Deferred);
-                }
-                return self.finish(&deliveries, outcomes).await;
-            }
-        }
-        for (i, outcome, dead_reason) in planned {
+        // 3. Dead letters (their records say dead), then the acknowledgement.
+        for (i, outcome, dead_reason) in recorded {
             outcomes[i] = Some(match dead_reason {
                 Some(reason) => self.dead_letter(&deliveries[i], &reason).await,
                 None => outcome,
             });
         }
         self.finish(&deliveries, outcomes).await
+    }
+
+    /// Renders and sends one message.
+    async fn send(&self, index: usize, envelope: &Envelope, row: &MailRow) -> Attempt {
+        let result = if envelope.notification.is_sms() {
+            match self.renderer.render_sms(envelope) {
+                Ok(sms) => self.sms.send_sms(&sms).await,
+                Err(e) => Err(SendError::Permanent(e.to_string())),
+            }
+        } else {
+            match self.renderer.render(envelope) {
+                Ok(email) => self.transport.send(&email).await,
+                Err(e) => Err(SendError::Permanent(e.to_string())),
+            }
+        };
+        Attempt {
+            index,
+            id: envelope.id.to_string(),
+            kind: envelope.notification.kind().to_owned(),
+            attempts: row.attempts as u32 + 1,
+            result,
+        }
+    }
+
+    /// Hands one outcome to the recorder and waits until it is durable. Returns the
+    /// outcome and, for a message given up on, the reason to dead-letter it with; a
+    /// record that failed is `Deferred` (the delivery stays pending).
+    async fn record(
+        &self,
+        recorder: &Recorder,
+        Attempt {
+            index: i,
+            id,
+            kind,
+            attempts,
+            result,
+        }: Attempt,
+    ) -> (usize, Outcome, Option<String>) {
+        let now_plus =
+            |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1));
+        let (record, outcome, dead_reason) = match result {
+            Ok(()) => {
+                tracing::info!(message_id = %id, kind = %kind, "email sent");
+                (Ok(id), Outcome::Sent, None)
+            }
+            Err(SendError::Transient(reason)) if attempts < self.config.max_attempts => {
+                let delay = self.config.retry_base * 2u32.saturating_pow(attempts - 1).min(1 << 16);
+                tracing::warn!(message_id = %id, reason = %reason, attempts, retry_in_ms = delay.as_millis() as u64, "send failed; will retry");
+                let failure = Failure {
+                    id,
+                    reason,
+                    retry_in: Some(now_plus(delay)),
+                };
+                (Err(failure), Outcome::Retry, None)
+            }
+            Err(SendError::Transient(reason)) | Err(SendError::Permanent(reason)) => {
+                tracing::warn!(message_id = %id, reason = %reason, attempts, "giving up on the message");
+                let failure = Failure {
+                    id,
+                    reason: reason.clone(),
+                    retry_in: None,
+                };
+                (Err(failure), Outcome::Dead, Some(reason))
+            }
+        };
+        if recorder.record(record).await {
+            (i, outcome, dead_reason)
+        } else {
+            (i, Outcome::Deferred, None)
+        }
     }
 
     /// Acknowledges what is recorded, counts every outcome.
