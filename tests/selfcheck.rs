@@ -6,7 +6,7 @@
 
 use admit_e2e::platform::Agent;
 use admit_e2e::topology::Topology;
-use admit_e2e::{http, test_kek, unique};
+use admit_e2e::{http, post_account, signup, test_kek, unique};
 use std::time::{Duration, Instant};
 
 /// Variables set over the topology's.
@@ -193,6 +193,24 @@ async fn a_mailer_with_another_link_key_than_the_account_service_is_not_ready() 
     // The mailer that shares the key, and the account service, stay ready.
     assert_eq!(readyz(&same.url).await?.0, 200);
     assert_eq!(readyz(&account.url).await?.0, 200);
+
+    // Alone, the mismatched mailer sends nothing (its links would be dead): the mail
+    // waits in the stream, and a mailer with the right key sends it, once.
+    drop(same);
+    let email = format!("{}@example.com", unique("held"));
+    let (status, body) = post_account(&http(), &account.url, &signup(&email)).await?;
+    assert_eq!(status, 201, "{body}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        t.smtp.messages().len(),
+        0,
+        "the mismatched mailer held the mail"
+    );
+    drop(other);
+    let _right = t.start("admit-mailer")?;
+    let got = t.smtp.wait_for(1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].to.to_ascii_lowercase(), email.to_ascii_lowercase());
     Ok(())
 }
 

@@ -257,6 +257,25 @@ impl LinkKeyCheck {
         })
     }
 
+    /// Whether the last comparison found this key differs from the account service's
+    /// (the mailer holds its mail while it does).
+    pub fn differs(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let state = self.state.clone();
+        move || *state.lock().unwrap_or_else(|p| p.into_inner()) == KeyState::Differs
+    }
+
+    /// One comparison now (at most a few seconds), so that a mailer with the wrong
+    /// key holds its mail from the start instead of from the first periodic round.
+    pub async fn check_once(&self) {
+        let once = async {
+            let mut c = ConnectionManager::new(self.client.clone()).await.ok()?;
+            self.round(&mut c).await.ok()
+        };
+        if let Ok(Some(state)) = tokio::time::timeout(Duration::from_secs(3), once).await {
+            self.record(state);
+        }
+    }
+
     /// Every [`LINK_KEY_EVERY`] until `stop`: publish, and compare (the mailer).
     pub async fn run(self, stop: CancellationToken) {
         let mut conn: Option<ConnectionManager> = None;
@@ -321,7 +340,7 @@ impl LinkKeyCheck {
             tracing::error!(
                 setting = "internal.link_key",
                 fingerprint = %self.fingerprint,
-                "internal.link_key differs from admit-account's: the links of the emails this mailer sends would not work; /readyz fails until they agree"
+                "internal.link_key differs from admit-account's: the links of the emails this mailer sends would not work; it sends nothing and /readyz fails until they agree"
             );
         } else if new == KeyState::Same && *state == KeyState::Differs {
             tracing::info!("internal.link_key agrees with admit-account's again");

@@ -64,6 +64,7 @@ pub fn worker(
             batches_in_flight: settings.mailer.batches_in_flight.max(1),
         },
         outcomes,
+        hold: Arc::new(|| false),
     })
 }
 
@@ -106,7 +107,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         &settings.mailer.from,
     )?);
     let metrics = Metrics::new();
-    let worker = worker(&settings, db.clone(), queue.clone(), smtp, &metrics)?;
+    let link_key = selfcheck::LinkKeyCheck::new(Service::Mailer, &settings)?;
+    let mut worker = worker(&settings, db.clone(), queue.clone(), smtp, &metrics)?;
+    link_key.check_once().await;
+    worker.hold = Arc::new(link_key.differs());
     let stop = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(stop.clone()));
     let admin_db = db.clone();
@@ -134,7 +138,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 async move { smtp_greets(&host, port, greeting).await }
             })
     };
-    let link_key = selfcheck::LinkKeyCheck::new(Service::Mailer, &settings)?;
     let readiness = link_key.readiness(selfcheck::migrations_check(readiness, db));
     tokio::spawn(link_key.run(stop.clone()));
     let started = admit_runtime::http::start(

@@ -52,6 +52,11 @@ pub struct Worker {
     pub renderer: Arc<Renderer>,
     pub config: WorkerConfig,
     pub outcomes: IntCounterVec,
+    /// While this says yes, the worker takes nothing from the queue (the mail waits
+    /// in the stream for a replica that can send it right): the mailer's
+    /// `internal.link_key` differs from the account service's, so every link it
+    /// wrote would be dead.
+    pub hold: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 /// What happened to one delivery (for logs, metrics and tests).
@@ -195,6 +200,13 @@ impl Worker {
         let (recorder, recorder_task) = Recorder::spawn(self.db.clone());
         while !stop.is_cancelled() {
             while batches.try_join_next().is_some() {}
+            if (self.hold)() {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.cancelled() => break,
+                }
+                continue;
+            }
             let permit = tokio::select! {
                 p = in_flight.clone().acquire_owned() => match p {
                     Ok(p) => p,
