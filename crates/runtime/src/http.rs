@@ -230,3 +230,29 @@ async fn not_found() -> actix_web::HttpResponse {
 pub fn bind(host: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
     std::net::TcpListener::bind((host, port))
 }
+
+/// Whether the request carries `Authorization: Bearer <token>`, compared in constant
+/// time; an empty `token` admits nobody. The internal and admin endpoints of every
+/// service.
+pub fn bearer_matches(req: &actix_web::HttpRequest, token: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    let given = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    !token.is_empty()
+        && given.len() == token.len()
+        && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+}
+
+/// A JSON answer of the admin APIs: `status` (500 if it is not one), never cached.
+pub fn json_answer(status: u16, body: serde_json::Value) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(status)
+            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
+    )
+    .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+    .json(body)
+}

@@ -10,6 +10,7 @@ use crate::AccountState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use admit_domain::{Email, Envelope, Notification};
+use admit_runtime::http::{bearer_matches as authorized, json_answer as answer};
 use admit_runtime::i18n::Lang;
 use admit_store::registrations::{self, purpose};
 use admit_store::{accounts, mail_ops, outbox, partners, Db, StoreError};
@@ -113,15 +114,6 @@ pub async fn resend(
     .await?
 }
 
-fn answer(status: u16, body: serde_json::Value) -> HttpResponse {
-    HttpResponse::build(
-        actix_web::http::StatusCode::from_u16(status)
-            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
-    )
-    .insert_header((header::CACHE_CONTROL, "no-store"))
-    .json(body)
-}
-
 /// Resends the welcome (set-password) email of a partner-registered account that has
 /// no password yet: a new link, the old one retired.
 #[utoipa::path(
@@ -192,21 +184,6 @@ pub async fn resend_api(
             res
         }
     }
-}
-
-/// `Authorization: Bearer <token>`, compared in constant time; an empty `token`
-/// admits nobody.
-fn authorized(req: &HttpRequest, token: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    !token.is_empty()
-        && given.len() == token.len()
-        && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
 }
 
 /// The OpenAPI description of the account service's admin API (merged into

@@ -12,11 +12,11 @@
 //! - `GET /admin/v1/mail/messages?recipient=ADDRESS` → 200 `{recipient, messages}`
 
 use crate::ops::{DeadLetterView, MailOps, MessageStatus, OpsError, Retried, Which};
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+pub use admit_runtime::http::bearer_matches as authorized;
+use admit_runtime::http::json_answer as answer;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 /// What the admin routes need.
 pub struct MailAdmin {
@@ -48,29 +48,6 @@ pub struct RetryResult {
 pub struct RecipientMessages {
     pub recipient: String,
     pub messages: Vec<MessageStatus>,
-}
-
-/// Whether the request carries `Authorization: Bearer <token>` (constant time); an
-/// empty `token` admits nobody.
-pub fn authorized(req: &HttpRequest, token: &str) -> bool {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    !token.is_empty()
-        && given.len() == token.len()
-        && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
-}
-
-fn answer(status: u16, body: serde_json::Value) -> HttpResponse {
-    HttpResponse::build(
-        actix_web::http::StatusCode::from_u16(status)
-            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
-    )
-    .insert_header((header::CACHE_CONTROL, "no-store"))
-    .json(body)
 }
 
 fn refused() -> HttpResponse {

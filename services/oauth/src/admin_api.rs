@@ -11,21 +11,11 @@
 //! - `POST /admin/v1/partners/{id}/plan-codes` `{codes: [...]}` → 200 `{partner_id, plan_codes}`
 
 use crate::admin::{self, AdminError, NewClient};
-use crate::internal::authorized;
 use crate::token::TokenState;
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use admit_runtime::http::{bearer_matches as authorized, json_answer as answer};
 use serde::Deserialize;
 use serde_json::json;
-
-fn answer(status: u16, body: serde_json::Value) -> HttpResponse {
-    HttpResponse::build(
-        actix_web::http::StatusCode::from_u16(status)
-            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
-    )
-    .insert_header((header::CACHE_CONTROL, "no-store"))
-    .json(body)
-}
 
 fn failed(e: AdminError) -> HttpResponse {
     match e {

@@ -10,10 +10,10 @@ use crate::token::{list, TokenState};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use admit_domain::secret;
+pub(crate) use admit_runtime::http::bearer_matches as authorized;
 use admit_store::grants;
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 pub const CODE_TTL_SECS: i64 = grants::MINTED_CODE_TTL_SECS;
 
@@ -23,20 +23,6 @@ pub struct MintCode {
     pub client_id: String,
     pub account_id: String,
     pub scope: Option<String>,
-}
-
-/// Whether the request carries `Authorization: Bearer <token>` (constant-time); an
-/// empty `token` admits nobody. For the internal and admin endpoints.
-pub(crate) fn authorized(req: &HttpRequest, token: &str) -> bool {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    !token.is_empty()
-        && given.len() == token.len()
-        && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
 }
 
 fn refuse(status: u16, error: &str, message: &str) -> HttpResponse {
