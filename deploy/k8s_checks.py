@@ -164,7 +164,19 @@ def check_ingress(rendered):
         got = served_by(concrete(path))
         owners = public.get(path)
         if is_internal(path):
-            errors.append(f"OpenAPI path {path} is internal: it must not be in the public description")
+            # The admin API is described (operators script it) but served on each
+            # service's own port: every operation must say so by requiring the admin
+            # token, and the gateway must not route it.
+            for method, op in spec["paths"][path].items():
+                schemes = {k for req in op.get("security", []) for k in req}
+                if schemes != {"admin_token"}:
+                    errors.append(
+                        f"OpenAPI {method.upper()} {path} is internal but not an admin_token operation"
+                    )
+            if got:
+                errors.append(f"OpenAPI path {path} is internal but the Ingress routes it to {got}")
+            if path not in code:
+                errors.append(f"OpenAPI path {path} is mounted by no service's code")
         elif owners is None:
             errors.append(f"OpenAPI path {path} is mounted by no service's code")
         elif got != owners:
