@@ -2,6 +2,7 @@
 //! metrics, health and readiness, and a graceful shutdown in which readiness fails
 //! before the server stops accepting.
 
+pub mod audit;
 pub mod client;
 pub mod database;
 pub mod health;

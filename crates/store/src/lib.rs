@@ -12,6 +12,7 @@
 //! `Internal`, logged with its cause and shown to nobody.
 
 pub mod accounts;
+pub mod audit;
 pub mod confirmations;
 pub mod grants;
 pub mod identities;

@@ -261,6 +261,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        at -> Timestamp,
+        actor_kind -> Text,
+        actor_id -> Text,
+        action -> Text,
+        target_kind -> Text,
+        target_id -> Text,
+        outcome -> Text,
+        request_id -> Text,
+        source -> Text,
+        detail -> Text,
+    }
+}
+
 diesel::joinable!(contacts -> accounts (account_id));
 diesel::joinable!(identities -> accounts (account_id));
 diesel::joinable!(clients -> partners (partner_id));
@@ -290,5 +306,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     identities,
     confirmations,
     dead_letters,
-    mail_resends
+    mail_resends,
+    audit_events
 );

@@ -4,6 +4,7 @@
 //! process); [`run`] is the standalone service of the production topology.
 
 pub mod api;
+pub mod audit_api;
 pub mod batch;
 pub mod captcha;
 pub mod confirm;
@@ -173,7 +174,8 @@ pub fn configure(
             .route(
                 "/admin/v1/accounts/{id}/resend",
                 web::post().to(resend::resend_api),
-            );
+            )
+            .route("/admin/v1/audit", web::get().to(audit_api::audit_api));
     }
 }
 

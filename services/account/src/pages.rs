@@ -205,6 +205,9 @@ pub async fn login(
         );
     }
     let address = admit_runtime::client::client_address(&req);
+    // Who tries is not known yet: the event names the account tried, never the
+    // login typed (people type passwords into it).
+    let origin = admit_runtime::audit::origin(&req, "anonymous", "");
     let account_key = format!("account:{}", login.to_lowercase());
     let address_key = format!("address:{address}");
     let limits = [
@@ -229,6 +232,13 @@ pub async fn login(
                 res.headers_mut()
                     .insert(actix_web::http::header::RETRY_AFTER, v);
             }
+            let event = origin
+                .event("login.failure", "account", "")
+                .outcome(admit_store::audit::DENIED)
+                .detail(
+                    serde_json::json!({"reason": "rate_limited", "limit": key.split(':').next()}),
+                );
+            admit_runtime::audit::record(&state.db, event).await;
             return res;
         }
     }
@@ -254,6 +264,7 @@ pub async fn login(
         Ok(ok) => ok,
         Err(e) => return unavailable(&req, &state, e),
     };
+    let tried = account.as_ref().map(|a| a.id.clone()).unwrap_or_default();
     // A pending account gets the same answer whether the password was right or not
     // (the hash was still verified, so timing does not tell either), and no session.
     if pending {
@@ -263,6 +274,11 @@ pub async fn login(
             }
         }
         tracing::info!(reason = "pending account", "login refused");
+        let event = origin
+            .event("login.failure", "account", &tried)
+            .outcome(admit_store::audit::DENIED)
+            .detail(serde_json::json!({"reason": "pending_account"}));
+        admit_runtime::audit::record(&state.db, event).await;
         let csrf = Csrf::of(&req);
         let mut res = HttpResponse::build(StatusCode::FORBIDDEN);
         csrf.apply(&mut res);
@@ -281,6 +297,16 @@ pub async fn login(
             state.limiter.failed(key, limit).await;
         }
         tracing::info!(reason = "wrong credentials", "login failed");
+        let reason = if tried.is_empty() {
+            "unknown_login"
+        } else {
+            "wrong_credentials"
+        };
+        let event = origin
+            .event("login.failure", "account", &tried)
+            .outcome(admit_store::audit::FAILURE)
+            .detail(serde_json::json!({"reason": reason}));
+        admit_runtime::audit::record(&state.db, event).await;
         return login_form(
             &req,
             &state,
@@ -301,9 +327,17 @@ async fn start_session(
     target: &str,
 ) -> HttpResponse {
     let (cookie, row) = pages::new_session(account_id, state.session_ttl_secs);
+    let event = admit_runtime::audit::origin(req, "account", account_id).event(
+        "login.success",
+        "account",
+        account_id,
+    );
     if let Err(e) = state
         .db
-        .write(move |c| grants::insert_session(c, &row))
+        .write(move |c| {
+            grants::insert_session(c, &row)?;
+            admit_store::audit::insert(c, &event)
+        })
         .await
     {
         return unavailable(req, state, e);

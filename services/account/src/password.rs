@@ -226,6 +226,47 @@ fn change_password(
     grants::after_password_change(c, &row.account_id, keep_grant, now)
 }
 
+/// The audit events of a password set or reset, in its transaction: the change, and
+/// what it ended (sessions, grants) when it ended anything.
+fn audit_change(
+    c: &mut admit_store::AnyConnection,
+    origin: &admit_store::audit::Origin,
+    link: Link,
+    row: &PasswordTokenRow,
+    (sessions, grants): (usize, usize),
+) -> Result<(), StoreError> {
+    use admit_store::audit;
+    use serde_json::json;
+    let origin = origin.acting_as("account", &row.account_id);
+    let (action, reason) = match link {
+        Link::SetPassword => ("password.set", "password_set"),
+        Link::Reset => ("password.reset", "password_reset"),
+    };
+    audit::insert(
+        c,
+        &origin
+            .event(action, "account", &row.account_id)
+            .detail(json!({"sessions_ended": sessions, "grants_revoked": grants, "partner_id": row.partner_id})),
+    )?;
+    if sessions > 0 {
+        audit::insert(
+            c,
+            &origin
+                .event("session.end", "account", &row.account_id)
+                .detail(json!({"reason": reason, "sessions": sessions})),
+        )?;
+    }
+    if grants > 0 {
+        audit::insert(
+            c,
+            &origin
+                .event("grant.revoke", "account", &row.account_id)
+                .detail(json!({"reason": reason, "grants": grants})),
+        )?;
+    }
+    Ok(())
+}
+
 async fn choose_password(
     req: HttpRequest,
     body: web::Bytes,
@@ -267,6 +308,10 @@ async fn choose_password(
     let digest = secret::digest(&f.token);
     let (cookie, session) = pages::new_session("", state.session_ttl_secs);
     let db = state.db.clone();
+    // The link is the credential: the events are the account's (the token never is
+    // in them).
+    let origin = admit_runtime::audit::origin(&req, "account", "");
+    let refused = origin.acting_as("anonymous", "");
     // The hash, the token's use, the password and the session: on the hash thread, the
     // writes in one transaction, so a used link always leaves a usable password.
     let outcome = state
@@ -289,6 +334,7 @@ async fn choose_password(
                     Link::Reset => None,
                 };
                 let ended = change_password(c, &row, &hash, keep, now)?;
+                audit_change(c, &origin, link, &row, ended)?;
                 let landing = match link {
                     Link::SetPassword => {
                         let mut session = session;
@@ -326,7 +372,18 @@ async fn choose_password(
                 state.pages.page(res, lang, "reset_done.html", context! {})
             }
         },
-        Ok(Ok(Outcome::Gone)) => link_gone(&req, &state, link),
+        Ok(Ok(Outcome::Gone)) => {
+            let action = match link {
+                Link::SetPassword => "password.set",
+                Link::Reset => "password.reset",
+            };
+            let event = refused
+                .event(action, "account", "")
+                .outcome(admit_store::audit::FAILURE)
+                .detail(serde_json::json!({"reason": "link_unusable"}));
+            admit_runtime::audit::record(&state.db, event).await;
+            link_gone(&req, &state, link)
+        }
         Ok(Err(e)) => crate::pages::unavailable(&req, &state, e),
         Err(e) => crate::pages::unavailable(&req, &state, e),
     }

@@ -44,9 +44,12 @@ pub enum ResendError {
     Store(#[from] StoreError),
 }
 
-/// Writes a new welcome email with a new set-password link for `account_id`.
+/// Writes a new welcome email with a new set-password link for `account_id`, and
+/// the `mail.resend` audit event of `origin` in the same transaction (a refusal is
+/// recorded right after).
 pub async fn resend(
     db: &Db,
+    origin: &admit_store::audit::Origin,
     link_key: &[u8],
     link_ttl_secs: i64,
     cooldown_secs: u64,
@@ -54,64 +57,91 @@ pub async fn resend(
 ) -> Result<Resent, ResendError> {
     let (link_key, account_id) = (link_key.to_vec(), account_id.to_owned());
     let cooldown = chrono::Duration::seconds(i64::try_from(cooldown_secs).unwrap_or(i64::MAX / 2));
-    db.write(move |c| {
-        let account = match accounts::find(c, &account_id) {
-            Ok(a) => a,
-            Err(StoreError::NotFound) => return Ok(Err(ResendError::NoAccount(account_id))),
-            Err(e) => return Err(e),
+    let event = origin.event("mail.resend", "account", &account_id);
+    let refusal = event.clone();
+    let result = db
+        .write(move |c| {
+            let account = match accounts::find(c, &account_id) {
+                Ok(a) => a,
+                Err(StoreError::NotFound) => return Ok(Err(ResendError::NoAccount(account_id))),
+                Err(e) => return Err(e),
+            };
+            if account.password_hash.is_some() {
+                return Ok(Err(ResendError::HasPassword));
+            }
+            let Some((address, _)) = accounts::primary_email(c, &account.id)? else {
+                return Ok(Err(ResendError::NoAddress));
+            };
+            let Some(last) =
+                registrations::latest_password_token(c, &account.id, purpose::SET_PASSWORD)?
+            else {
+                return Ok(Err(ResendError::NoWelcome));
+            };
+            let partner = match &last.partner_id {
+                Some(id) => partners::find_partner(c, id)?,
+                None => None,
+            };
+            let Some(partner) = partner else {
+                return Ok(Err(ResendError::NoWelcome));
+            };
+            let normalized = Email::parse(&address)
+                .map(|e| e.normalized())
+                .unwrap_or_else(|_| address.to_ascii_lowercase());
+            let now = admit_store::now();
+            if let Err(wait) = mail_ops::take_resend_slot(c, &normalized, now, cooldown)? {
+                return Ok(Err(ResendError::Cooldown(wait)));
+            }
+            let language = account
+                .locale
+                .as_deref()
+                .and_then(Lang::of_locale)
+                .map(|l| l.as_str())
+                .unwrap_or("en")
+                .to_owned();
+            let partner_id = partner.id.clone();
+            let envelope = Envelope::new(Notification::SetPassword {
+                to: address.clone(),
+                account_id: account.id.clone(),
+                partner: partner.brand(),
+                full_name: account.full_name.clone(),
+                language,
+            });
+            let mut link =
+                crate::password_link(&link_key, &envelope, &partner_id, now, link_ttl_secs);
+            link.grant_id = last.grant_id;
+            // A newer link retires the older ones of the account.
+            registrations::insert_password_tokens(c, std::slice::from_ref(&link), now)?;
+            outbox::enqueue(c, outbox::MAIL_TOPIC, &envelope)?;
+            admit_store::audit::insert(
+                c,
+                &event.detail(
+                    json!({"message_id": envelope.id.to_string(), "partner_id": partner_id}),
+                ),
+            )?;
+            Ok(Ok(Resent {
+                account_id: account.id,
+                message_id: envelope.id.to_string(),
+                sent_to: address,
+            }))
+        })
+        .await
+        .map_err(ResendError::from)
+        .and_then(|r| r);
+    if let Err(e) = &result {
+        let why = match e {
+            ResendError::NoAccount(_) => "no_account",
+            ResendError::HasPassword => "has_password",
+            ResendError::NoAddress => "no_address",
+            ResendError::NoWelcome => "no_welcome",
+            ResendError::Cooldown(_) => "cooldown",
+            ResendError::Store(_) => "unavailable",
         };
-        if account.password_hash.is_some() {
-            return Ok(Err(ResendError::HasPassword));
-        }
-        let Some((address, _)) = accounts::primary_email(c, &account.id)? else {
-            return Ok(Err(ResendError::NoAddress));
-        };
-        let Some(last) =
-            registrations::latest_password_token(c, &account.id, purpose::SET_PASSWORD)?
-        else {
-            return Ok(Err(ResendError::NoWelcome));
-        };
-        let partner = match &last.partner_id {
-            Some(id) => partners::find_partner(c, id)?,
-            None => None,
-        };
-        let Some(partner) = partner else {
-            return Ok(Err(ResendError::NoWelcome));
-        };
-        let normalized = Email::parse(&address)
-            .map(|e| e.normalized())
-            .unwrap_or_else(|_| address.to_ascii_lowercase());
-        let now = admit_store::now();
-        if let Err(wait) = mail_ops::take_resend_slot(c, &normalized, now, cooldown)? {
-            return Ok(Err(ResendError::Cooldown(wait)));
-        }
-        let language = account
-            .locale
-            .as_deref()
-            .and_then(Lang::of_locale)
-            .map(|l| l.as_str())
-            .unwrap_or("en")
-            .to_owned();
-        let partner_id = partner.id.clone();
-        let envelope = Envelope::new(Notification::SetPassword {
-            to: address.clone(),
-            account_id: account.id.clone(),
-            partner: partner.brand(),
-            full_name: account.full_name.clone(),
-            language,
-        });
-        let mut link = crate::password_link(&link_key, &envelope, &partner_id, now, link_ttl_secs);
-        link.grant_id = last.grant_id;
-        // A newer link retires the older ones of the account.
-        registrations::insert_password_tokens(c, std::slice::from_ref(&link), now)?;
-        outbox::enqueue(c, outbox::MAIL_TOPIC, &envelope)?;
-        Ok(Ok(Resent {
-            account_id: account.id,
-            message_id: envelope.id.to_string(),
-            sent_to: address,
-        }))
-    })
-    .await?
+        let event = refusal
+            .outcome(admit_store::audit::FAILURE)
+            .detail(json!({"error": why}));
+        admit_runtime::audit::record(db, event).await;
+    }
+    result
 }
 
 /// Resends the welcome (set-password) email of a partner-registered account that has
@@ -145,6 +175,7 @@ pub async fn resend_api(
     let id = path.into_inner();
     match resend(
         &state.db,
+        &admit_runtime::audit::admin_origin(&req),
         &state.link_key,
         state.link_ttl_secs,
         state.resend_cooldown_secs,

@@ -1,9 +1,12 @@
 //! The operator commands: partners, clients, API keys, plan codes, signing keys. They
 //! work on the embedded database (`--data-dir DIR`, as `serve` takes it) or on the
 //! configured one (PostgreSQL in production), and print one JSON object with
-//! `--json`. A running service sees the change at once.
+//! `--json`. A running service sees the change at once. Every change is in the
+//! audit log as the operator's (`cli`, `$USER`), source `local`; `admit audit` reads
+//! the log.
 
 use admit_oauth::admin::{self, NewClient};
+use admit_runtime::audit::cli_origin;
 use admit_runtime::Settings;
 use admit_store::Db;
 use clap::{Args, Subcommand};
@@ -125,8 +128,14 @@ pub async fn partner(cmd: PartnerCmd, settings: &Settings) -> anyhow::Result<()>
         target,
     } = cmd;
     let db = target.db(settings)?;
-    let p =
-        admin::create_partner(&db, &name, landing_url.as_deref(), brand_color.as_deref()).await?;
+    let p = admin::create_partner(
+        &db,
+        &cli_origin(),
+        &name,
+        landing_url.as_deref(),
+        brand_color.as_deref(),
+    )
+    .await?;
     target.print(
         serde_json::json!(p),
         format!("partner_id: {}", p.partner_id),
@@ -155,7 +164,7 @@ pub async fn client(cmd: ClientCmd, settings: &Settings) -> anyhow::Result<()> {
         public,
         access_ttl_secs: access_ttl,
     };
-    let c = admin::create_client(&db, new, settings.oauth.access_ttl_secs).await?;
+    let c = admin::create_client(&db, &cli_origin(), new, settings.oauth.access_ttl_secs).await?;
     let human = match &c.client_secret {
         Some(s) => format!("client_id:     {}\nclient_secret: {s}\n(the secret is shown once; only its digest is kept)", c.client_id),
         None => format!("client_id: {} (public client: no secret)", c.client_id),
@@ -168,7 +177,7 @@ pub async fn api_key(cmd: ApiKeyCmd, settings: &Settings) -> anyhow::Result<()> 
     match cmd {
         ApiKeyCmd::Create { partner, target } => {
             let db = target.db(settings)?;
-            let k = admin::create_api_key(&db, &partner).await?;
+            let k = admin::create_api_key(&db, &cli_origin(), &partner).await?;
             let human = format!(
                 "key_id:  {}\napi_key: {}\n(the key is shown once; only its digest is kept)",
                 k.key_id, k.api_key
@@ -177,7 +186,7 @@ pub async fn api_key(cmd: ApiKeyCmd, settings: &Settings) -> anyhow::Result<()> 
         }
         ApiKeyCmd::Revoke { key_id, target } => {
             let db = target.db(settings)?;
-            let revoked = admin::revoke_api_key(&db, &key_id).await?;
+            let revoked = admin::revoke_api_key(&db, &cli_origin(), &key_id).await?;
             anyhow::ensure!(revoked, "no active API key {key_id}");
             target.print(
                 serde_json::json!({"key_id": key_id, "revoked": true}),
@@ -195,7 +204,7 @@ pub async fn plan_code(cmd: PlanCodeCmd, settings: &Settings) -> anyhow::Result<
         target,
     } = cmd;
     let db = target.db(settings)?;
-    let all = admin::add_plan_codes(&db, &partner, &codes).await?;
+    let all = admin::add_plan_codes(&db, &cli_origin(), &partner, &codes).await?;
     target.print(
         serde_json::json!({"partner_id": partner, "plan_codes": all}),
         format!("plan codes of {partner}: {}", all.join(", ")),
@@ -214,10 +223,16 @@ pub async fn keys(cmd: KeysCmd, settings: &Settings) -> anyhow::Result<()> {
     };
     let kek = admit_oauth::keys::Kek::from_base64(&kek)?;
     let alg = admit_oauth::keys::algorithm(&settings.oauth.signing_alg)?;
+    let origin = cli_origin();
     let kid = db
         .write(move |c| {
-            admit_oauth::keys::rotate(c, &kek, alg, keep)
-                .map_err(|e| admit_store::StoreError::Internal(e.to_string()))
+            let kid = admit_oauth::keys::rotate(c, &kek, alg, keep)
+                .map_err(|e| admit_store::StoreError::Internal(e.to_string()))?;
+            let event = origin
+                .event("signing_key.rotate", "signing_key", &kid)
+                .detail(serde_json::json!({"alg": format!("{alg:?}")}));
+            admit_store::audit::insert(c, &event)?;
+            Ok(kid)
         })
         .await?;
     target.print(
@@ -363,7 +378,8 @@ pub async fn mail(cmd: MailCmd, settings: &Settings) -> anyhow::Result<()> {
                 (Some(id), false) => admit_mailer::ops::Which::One(id),
                 _ => admit_mailer::ops::Which::All,
             };
-            let retried = target.mail_ops(settings)?.retry(which).await?;
+            let ops = target.mail_ops(settings)?;
+            let retried = ops.retry(&cli_origin(), which).await?;
             let human = format!("{} dead letter(s) put back on the queue", retried.len());
             target.print(serde_json::json!({"retried": retried}), human);
         }
@@ -432,6 +448,7 @@ pub async fn mail(cmd: MailCmd, settings: &Settings) -> anyhow::Result<()> {
             };
             let r = admit_account::resend::resend(
                 &db,
+                &cli_origin(),
                 &link_key,
                 settings.account.password_link_ttl_secs.max(60),
                 settings.account.resend_cooldown_secs,
@@ -441,6 +458,107 @@ pub async fn mail(cmd: MailCmd, settings: &Settings) -> anyhow::Result<()> {
             let human = format!("welcome email {} queued for {}", r.message_id, r.sent_to);
             target.print(serde_json::json!(r), human);
         }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// Only events since then: a span back from now (`30m`, `1h`, `2d`) or an RFC 3339
+    /// time.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only this actor: `kind:id` (`account:a_…`, `cli:alice`), an id, or a kind.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only this action, or a dotted prefix of actions (`login`, `client.create`).
+    #[arg(long)]
+    action: Option<String>,
+    /// Only this target: `kind:id`, an id, or a kind.
+    #[arg(long)]
+    target: Option<String>,
+    /// At most this many events, newest first.
+    #[arg(long, default_value_t = 100)]
+    limit: i64,
+    #[command(flatten)]
+    db: Target,
+}
+
+/// `admit audit`: the audit log, newest first; one JSON object per line with
+/// `--json`, a table otherwise.
+pub async fn audit(args: AuditArgs, settings: &Settings) -> anyhow::Result<()> {
+    let since = match &args.since {
+        Some(s) => Some(
+            admit_runtime::audit::parse_since(s, admit_store::now())
+                .map_err(|e| anyhow::anyhow!(e))?,
+        ),
+        None => None,
+    };
+    let filter = admit_store::audit::AuditFilter {
+        since,
+        actor: args.actor.clone(),
+        action: args.action.clone(),
+        target: args.target.clone(),
+        limit: args.limit,
+    };
+    let db = args.db.db(settings)?;
+    let events = db
+        .run(move |c| admit_store::audit::query(c, &filter))
+        .await?;
+    if args.db.json {
+        for e in &events {
+            println!("{}", e.to_json());
+        }
+        return Ok(());
+    }
+    let rows: Vec<[String; 8]> = events
+        .iter()
+        .map(|e| {
+            [
+                e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                format!("{}:{}", e.actor_kind, e.actor_id),
+                e.action.clone(),
+                format!("{}:{}", e.target_kind, e.target_id),
+                e.outcome.clone(),
+                e.request_id.clone(),
+                e.source.clone(),
+                e.detail.clone(),
+            ]
+        })
+        .collect();
+    let head = [
+        "TIME (UTC)",
+        "ACTOR",
+        "ACTION",
+        "TARGET",
+        "OUTCOME",
+        "REQUEST",
+        "SOURCE",
+        "DETAIL",
+    ];
+    let mut widths: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r.iter()).take(7) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i < 7 {
+                out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            } else {
+                out.push_str(cell);
+            }
+        }
+        out.trim_end().to_owned()
+    };
+    println!("{}", line(head.to_vec()));
+    for r in &rows {
+        println!("{}", line(r.iter().map(String::as_str).collect()));
+    }
+    if rows.is_empty() {
+        println!("(no events)");
     }
     Ok(())
 }

@@ -53,6 +53,10 @@ enum Command {
     Mail(admin::MailCmd),
     /// One pass of the purge of expired test accounts (with everything attached).
     Purge(admin::Target),
+    /// The audit log of admin actions and credential events, newest first:
+    /// `admit audit [--since 1h|30m|2d|RFC3339] [--actor KIND:ID] [--action PREFIX]
+    /// [--target KIND:ID] [--limit N] [--json]`.
+    Audit(admin::AuditArgs),
     /// Print the OpenAPI description of every public API (proto-docs/openapi.json).
     Openapi,
     /// Measure this machine's raw Argon2id rate (the ceiling of sign-ups per second).
@@ -104,6 +108,7 @@ fn main() -> anyhow::Result<()> {
         Command::PlanCode(c) => runtime.block_on(admin::plan_code(c, &settings)),
         Command::Keys(c) => runtime.block_on(admin::keys(c, &settings)),
         Command::Purge(t) => runtime.block_on(admin::purge(t, &settings)),
+        Command::Audit(a) => runtime.block_on(admin::audit(a, &settings)),
         Command::Mail(c) => runtime.block_on(admin::mail(c, &settings)),
         Command::Openapi => {
             use utoipa::OpenApi as _;
@@ -112,6 +117,7 @@ fn main() -> anyhow::Result<()> {
             // resend on the account service's.
             doc.merge(admit_mailer::admin_api::MailAdminApi::openapi());
             doc.merge(admit_account::resend::AccountAdminApi::openapi());
+            doc.merge(admit_account::audit_api::AuditAdminApi::openapi());
             println!("{}", doc.to_pretty_json()?);
             Ok(())
         }

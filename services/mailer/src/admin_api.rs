@@ -141,7 +141,14 @@ pub async fn retry_one(
     if !authorized(&req, &state.admin_token) {
         return refused();
     }
-    match state.ops.retry(Which::One(path.into_inner())).await {
+    match state
+        .ops
+        .retry(
+            &admit_runtime::audit::admin_origin(&req),
+            Which::One(path.into_inner()),
+        )
+        .await
+    {
         Ok(retried) => answer(200, json!(RetryResult { retried })),
         Err(e) => failed(e, "id"),
     }
@@ -163,7 +170,11 @@ pub async fn retry_all(req: HttpRequest, state: web::Data<MailAdmin>) -> HttpRes
     if !authorized(&req, &state.admin_token) {
         return refused();
     }
-    match state.ops.retry(Which::All).await {
+    match state
+        .ops
+        .retry(&admit_runtime::audit::admin_origin(&req), Which::All)
+        .await
+    {
         Ok(retried) => answer(200, json!(RetryResult { retried })),
         Err(e) => failed(e, "id"),
     }

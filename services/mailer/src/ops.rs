@@ -179,8 +179,36 @@ impl MailOps {
 
     /// Puts dead letters back on the queue, their records back to `queued`.
     /// `Which::One` that matches nothing (or that another retry just took) is
-    /// [`OpsError::NotFound`].
-    pub async fn retry(&self, which: Which) -> Result<Vec<Retried>, OpsError> {
+    /// [`OpsError::NotFound`]. Audited as `mail.dead.retry` by `origin`, right after
+    /// (the retry spans the database and the queue, so it is not one transaction).
+    pub async fn retry(
+        &self,
+        origin: &admit_store::audit::Origin,
+        which: Which,
+    ) -> Result<Vec<Retried>, OpsError> {
+        let target = match &which {
+            Which::One(id) => ("mail_message", id.clone()),
+            Which::All => ("dead_letters", "all".to_owned()),
+        };
+        let result = self.retry_inner(which).await;
+        let event = origin.event("mail.dead.retry", target.0, &target.1);
+        let event = match &result {
+            Ok(retried) => event.detail(serde_json::json!({
+                "retried": retried.len(),
+                "message_ids": retried.iter().filter_map(|r| r.message_id.clone()).take(100).collect::<Vec<_>>(),
+            })),
+            Err(OpsError::NotFound(_)) => event
+                .outcome(admit_store::audit::FAILURE)
+                .detail(serde_json::json!({"error": "not_found"})),
+            Err(_) => event
+                .outcome(admit_store::audit::FAILURE)
+                .detail(serde_json::json!({"error": "unavailable"})),
+        };
+        admit_runtime::audit::record(&self.db, event).await;
+        result
+    }
+
+    async fn retry_inner(&self, which: Which) -> Result<Vec<Retried>, OpsError> {
         let dead = self.queue.dead_letters(RETRY_SCAN).await?;
         let chosen: Vec<DeadLetter> = match &which {
             Which::All => dead,

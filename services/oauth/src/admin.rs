@@ -2,11 +2,16 @@
 //! next, the admin HTTP API). Every secret is generated here, returned once, and
 //! stored only as its digest. Changes are read from the database on every request,
 //! so they take effect at once in running services.
+//!
+//! Every action is audited ([`admit_store::audit`]) as the caller's [`Origin`]: a
+//! success in the transaction of the change, a refusal right after it.
 
 use admit_domain::{secret, PartnerBrand};
+use admit_store::audit::{self, Origin};
 use admit_store::partners::{self, ApiKeyRow, ClientRow, PartnerRow};
 use admit_store::{Db, StoreError};
 use serde::Serialize;
+use serde_json::json;
 
 pub const GRANTS: &[&str] = &[
     "authorization_code",
@@ -83,8 +88,43 @@ fn check_url(field: &'static str, raw: &str) -> Result<(), AdminError> {
     Ok(())
 }
 
+/// Records the refusal of `action` (the success is recorded with the change).
+async fn refused<T>(
+    db: &Db,
+    origin: &Origin,
+    action: &str,
+    target: (&str, &str),
+    result: Result<T, AdminError>,
+) -> Result<T, AdminError> {
+    if let Err(e) = &result {
+        let detail = match e {
+            AdminError::Invalid { field, .. } => json!({"error": "invalid", "field": field}),
+            AdminError::NoPartner(_) => json!({"error": "no_partner"}),
+            AdminError::Store(_) => json!({"error": "unavailable"}),
+        };
+        let event = origin
+            .event(action, target.0, target.1)
+            .outcome(audit::FAILURE)
+            .detail(detail);
+        admit_runtime::audit::record(db, event).await;
+    }
+    result
+}
+
 pub async fn create_partner(
     db: &Db,
+    origin: &Origin,
+    name: &str,
+    landing_url: Option<&str>,
+    brand_color: Option<&str>,
+) -> Result<CreatedPartner, AdminError> {
+    let r = create_partner_inner(db, origin, name, landing_url, brand_color).await;
+    refused(db, origin, "partner.create", ("partner", ""), r).await
+}
+
+async fn create_partner_inner(
+    db: &Db,
+    origin: &Origin,
     name: &str,
     landing_url: Option<&str>,
     brand_color: Option<&str>,
@@ -116,7 +156,14 @@ pub async fn create_partner(
         partner_id: row.id.clone(),
         name: row.name.clone(),
     };
-    db.write(move |c| partners::insert_partner(c, &row)).await?;
+    let event = origin.event("partner.create", "partner", &row.id).detail(
+        json!({"name": row.name, "landing_url": row.landing_url, "brand_color": row.brand_color}),
+    );
+    db.write(move |c| {
+        partners::insert_partner(c, &row)?;
+        audit::insert(c, &event)
+    })
+    .await?;
     Ok(out)
 }
 
@@ -130,6 +177,18 @@ async fn require_partner(db: &Db, partner_id: &str) -> Result<(), AdminError> {
 
 pub async fn create_client(
     db: &Db,
+    origin: &Origin,
+    new: NewClient,
+    default_ttl: u32,
+) -> Result<CreatedClient, AdminError> {
+    let partner = new.partner_id.clone();
+    let r = create_client_inner(db, origin, new, default_ttl).await;
+    refused(db, origin, "client.create", ("partner", &partner), r).await
+}
+
+async fn create_client_inner(
+    db: &Db,
+    origin: &Origin,
     new: NewClient,
     default_ttl: u32,
 ) -> Result<CreatedClient, AdminError> {
@@ -196,14 +255,41 @@ pub async fn create_client(
         revoked_at: None,
     };
     let client_id = row.id.clone();
-    db.write(move |c| partners::insert_client(c, &row)).await?;
+    let event = origin
+        .event("client.create", "client", &row.id)
+        .detail(json!({
+            "partner_id": row.partner_id,
+            "name": row.name,
+            "public": row.is_public,
+            "grants": grants,
+            "scopes": new.scopes,
+            "redirect_uris": new.redirect_uris,
+        }));
+    db.write(move |c| {
+        partners::insert_client(c, &row)?;
+        audit::insert(c, &event)
+    })
+    .await?;
     Ok(CreatedClient {
         client_id,
         client_secret,
     })
 }
 
-pub async fn create_api_key(db: &Db, partner_id: &str) -> Result<CreatedApiKey, AdminError> {
+pub async fn create_api_key(
+    db: &Db,
+    origin: &Origin,
+    partner_id: &str,
+) -> Result<CreatedApiKey, AdminError> {
+    let r = create_api_key_inner(db, origin, partner_id).await;
+    refused(db, origin, "api_key.create", ("partner", partner_id), r).await
+}
+
+async fn create_api_key_inner(
+    db: &Db,
+    origin: &Origin,
+    partner_id: &str,
+) -> Result<CreatedApiKey, AdminError> {
     require_partner(db, partner_id).await?;
     let api_key = secret::generate("ak_");
     let row = ApiKeyRow {
@@ -214,20 +300,55 @@ pub async fn create_api_key(db: &Db, partner_id: &str) -> Result<CreatedApiKey, 
         revoked_at: None,
     };
     let key_id = row.id.clone();
-    db.write(move |c| partners::insert_api_key(c, &row)).await?;
+    let event = origin
+        .event("api_key.create", "api_key", &row.id)
+        .detail(json!({"partner_id": row.partner_id}));
+    db.write(move |c| {
+        partners::insert_api_key(c, &row)?;
+        audit::insert(c, &event)
+    })
+    .await?;
     Ok(CreatedApiKey { key_id, api_key })
 }
 
 /// Returns whether a key was revoked (false: no such key, or revoked already).
-pub async fn revoke_api_key(db: &Db, key_id: &str) -> Result<bool, AdminError> {
+pub async fn revoke_api_key(db: &Db, origin: &Origin, key_id: &str) -> Result<bool, AdminError> {
     let id = key_id.to_owned();
-    Ok(db
-        .write(move |c| partners::revoke_api_key(c, &id, admit_store::now()))
-        .await?)
+    let event = origin.event("api_key.revoke", "api_key", key_id);
+    let r = db
+        .write(move |c| {
+            let revoked = partners::revoke_api_key(c, &id, admit_store::now())?;
+            if revoked {
+                audit::insert(c, &event)?;
+            }
+            Ok(revoked)
+        })
+        .await
+        .map_err(AdminError::from);
+    let r = refused(db, origin, "api_key.revoke", ("api_key", key_id), r).await;
+    if let Ok(false) = r {
+        let event = origin
+            .event("api_key.revoke", "api_key", key_id)
+            .outcome(audit::FAILURE)
+            .detail(json!({"error": "no_live_key"}));
+        admit_runtime::audit::record(db, event).await;
+    }
+    r
 }
 
 pub async fn add_plan_codes(
     db: &Db,
+    origin: &Origin,
+    partner_id: &str,
+    codes: &[String],
+) -> Result<Vec<String>, AdminError> {
+    let r = add_plan_codes_inner(db, origin, partner_id, codes).await;
+    refused(db, origin, "plan_code.add", ("partner", partner_id), r).await
+}
+
+async fn add_plan_codes_inner(
+    db: &Db,
+    origin: &Origin,
     partner_id: &str,
     codes: &[String],
 ) -> Result<Vec<String>, AdminError> {
@@ -241,8 +362,12 @@ pub async fn add_plan_codes(
         }
     }
     let (p, codes) = (partner_id.to_owned(), codes.to_vec());
+    let event = origin
+        .event("plan_code.add", "partner", partner_id)
+        .detail(json!({"codes": codes}));
     db.write(move |c| {
         partners::add_plan_codes(c, &p, &codes, admit_store::now())?;
+        audit::insert(c, &event)?;
         partners::plan_codes_of(c, &p)
     })
     .await

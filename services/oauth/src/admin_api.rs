@@ -1,7 +1,8 @@
 //! The admin HTTP API: the operator actions of the admin CLI ([`crate::admin`]) over
 //! HTTP, behind the admin credential of `internal.admin_token` (`Authorization:
 //! Bearer …`, compared in constant time; with none configured every call is refused).
-//! Like the internal endpoints it is not routed by the gateway.
+//! Like the internal endpoints it is not routed by the gateway. Every action is in
+//! the audit log as the admin token's, with the request's id and client address.
 //!
 //! - `POST /admin/v1/partners` `{name, landing_url?, brand_color?}` → 201 `{partner_id, name}`
 //! - `POST /admin/v1/clients` `{partner_id, name, redirect_uris?, grants?, scopes?,
@@ -76,6 +77,7 @@ async fn create_partner(
     };
     match admin::create_partner(
         &state.db,
+        &admit_runtime::audit::admin_origin(&req),
         &p.name,
         p.landing_url.as_deref(),
         p.brand_color.as_deref(),
@@ -124,7 +126,14 @@ async fn create_client(
         public: c.public,
         access_ttl_secs: c.access_ttl_secs,
     };
-    match admin::create_client(&state.db, new, state.default_access_ttl).await {
+    match admin::create_client(
+        &state.db,
+        &admit_runtime::audit::admin_origin(&req),
+        new,
+        state.default_access_ttl,
+    )
+    .await
+    {
         Ok(created) => answer(201, json!(created)),
         Err(e) => failed(e),
     }
@@ -138,7 +147,7 @@ async fn create_api_key(
     if !authorized(&req, &state.admin_token) {
         return refused();
     }
-    match admin::create_api_key(&state.db, &path).await {
+    match admin::create_api_key(&state.db, &admit_runtime::audit::admin_origin(&req), &path).await {
         Ok(created) => answer(201, json!(created)),
         Err(e) => failed(e),
     }
@@ -152,7 +161,7 @@ async fn revoke_api_key(
     if !authorized(&req, &state.admin_token) {
         return refused();
     }
-    match admin::revoke_api_key(&state.db, &path).await {
+    match admin::revoke_api_key(&state.db, &admit_runtime::audit::admin_origin(&req), &path).await {
         Ok(true) => HttpResponse::NoContent().finish(),
         Ok(false) => answer(
             404,
@@ -181,7 +190,14 @@ async fn add_plan_codes(
         Ok(p) => p,
         Err(res) => return *res,
     };
-    match admin::add_plan_codes(&state.db, &path, &p.codes).await {
+    match admin::add_plan_codes(
+        &state.db,
+        &admit_runtime::audit::admin_origin(&req),
+        &path,
+        &p.codes,
+    )
+    .await
+    {
         Ok(all) => answer(200, json!({"partner_id": path.as_str(), "plan_codes": all})),
         Err(e) => failed(e),
     }

@@ -473,7 +473,13 @@ pub async fn decide(
         }
         Err(e) => return unavailable(&req, &state, e),
     };
+    let origin = admit_runtime::audit::origin(&req, "account", &session.account_id);
     if params.get("decision").map(String::as_str) != Some("allow") {
+        let event = origin
+            .event("consent.deny", "client", &checked.client_id)
+            .outcome(admit_store::audit::DENIED)
+            .detail(serde_json::json!({"scope": checked.scope}));
+        admit_runtime::audit::record(&state.db, event).await;
         let uri = checked.error_uri(&state, "access_denied", "the user declined");
         return pages::redirect(&uri).finish();
     }
@@ -482,6 +488,9 @@ pub async fn decide(
         checked.client_id.clone(),
         checked.scope.clone(),
     );
+    let event = origin
+        .event("consent.grant", "client", &checked.client_id)
+        .detail(serde_json::json!({"scope": checked.scope}));
     let remembered = state
         .db
         .write(move |c| {
@@ -502,7 +511,8 @@ pub async fn decide(
                 &client_id,
                 &all.join(" "),
                 admit_store::now(),
-            )
+            )?;
+            admit_store::audit::insert(c, &event)
         })
         .await;
     if let Err(e) = remembered {

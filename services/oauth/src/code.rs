@@ -73,6 +73,17 @@ fn refresh_row(token: &str, grant: &GrantRow, at: NaiveDateTime, ttl: i64) -> Re
     }
 }
 
+/// The audit event of a grant revoked because `what` was presented again.
+fn replay_event(
+    origin: &admit_store::audit::Origin,
+    what: &str,
+    grant_id: &str,
+) -> admit_store::audit::NewAuditEvent {
+    origin
+        .event("grant.revoke", "grant", grant_id)
+        .detail(serde_json::json!({"reason": "replayed", "presented": what}))
+}
+
 fn replayed(what: &str, grant_id: &str) -> OAuthError {
     tracing::warn!(grant_id, "{what} presented again: grant revoked");
     err(
@@ -86,6 +97,7 @@ pub async fn redeem(
     client: &ClientRow,
     form: &HashMap<String, String>,
     state: &TokenState,
+    origin: &admit_store::audit::Origin,
 ) -> Result<HttpResponse, OAuthError> {
     if !allows(client, "authorization_code") {
         return Err(err(
@@ -103,6 +115,7 @@ pub async fn redeem(
     let digest = secret::digest(code);
     let client_id = client.id.clone();
     let with_refresh = allows(client, "refresh_token");
+    let origin = origin.clone();
     let refresh = with_refresh.then(|| secret::generate("rt_"));
     let refresh_ttl = state.refresh_ttl_secs;
     let outcome = state
@@ -112,7 +125,11 @@ pub async fn redeem(
             let (code, grant) = match grants::redeem_code(c, &digest, &client_id, at)? {
                 Spend::Won(code, grant) => (code, grant),
                 Spend::Replayed { grant_id } => {
-                    return Ok(Outcome::Refused(replayed("authorization code", &grant_id)))
+                    admit_store::audit::insert(
+                        c,
+                        &replay_event(&origin, "authorization_code", &grant_id),
+                    )?;
+                    return Ok(Outcome::Refused(replayed("authorization code", &grant_id)));
                 }
                 Spend::Invalid => {
                     return Ok(Outcome::Refused(err(
@@ -157,6 +174,7 @@ pub async fn refresh(
     client: &ClientRow,
     form: &HashMap<String, String>,
     state: &TokenState,
+    origin: &admit_store::audit::Origin,
 ) -> Result<HttpResponse, OAuthError> {
     if !allows(client, "refresh_token") {
         return Err(err(
@@ -172,6 +190,7 @@ pub async fn refresh(
     let digest = secret::digest(token);
     let client_id = client.id.clone();
     let next = secret::generate("rt_");
+    let origin = origin.clone();
     let refresh_ttl = state.refresh_ttl_secs;
     let outcome = state
         .db
@@ -180,7 +199,11 @@ pub async fn refresh(
             let mut grant = match grants::spend_refresh(c, &digest, &client_id, at)? {
                 Spend::Won(_, grant) => grant,
                 Spend::Replayed { grant_id } => {
-                    return Ok(Outcome::Refused(replayed("refresh token", &grant_id)))
+                    admit_store::audit::insert(
+                        c,
+                        &replay_event(&origin, "refresh_token", &grant_id),
+                    )?;
+                    return Ok(Outcome::Refused(replayed("refresh token", &grant_id)));
                 }
                 Spend::Invalid => {
                     return Ok(Outcome::Refused(err(

@@ -114,6 +114,7 @@ async fn revoke_inner(
         .ok_or_else(|| OAuthError::new(400, "invalid_request", "token is required"))?;
     // RFC 7009 §2.2: an invalid token, or one of another client, is answered 200
     // and nothing happens.
+    let origin = admit_runtime::audit::origin(req, "client", &client.id);
     let Some(claims) = verify(state, token) else {
         // A refresh token: revoking it ends its grant (§2.1).
         let digest = admit_domain::secret::digest(token);
@@ -124,6 +125,10 @@ async fn revoke_inner(
                 if let Some(g) = grants::grant_of_refresh(c, &digest)? {
                     if g.client_id == client_id {
                         grants::revoke_grant(c, &g.id, admit_store::now())?;
+                        let event = origin
+                            .event("grant.revoke", "grant", &g.id)
+                            .detail(serde_json::json!({"reason": "revoked_by_client", "account_id": g.account_id}));
+                        admit_store::audit::insert(c, &event)?;
                     }
                 }
                 Ok(())
@@ -139,9 +144,15 @@ async fn revoke_inner(
     let expires_at = chrono::DateTime::from_timestamp(exp, 0)
         .map(|t| t.naive_utc())
         .unwrap_or_else(admit_store::now);
+    let event = origin
+        .event("token.revoke", "access_token", &jti)
+        .detail(serde_json::json!({"sub": claims["sub"]}));
     state
         .db
-        .write(move |c| partners::revoke_token(c, &jti, expires_at))
+        .write(move |c| {
+            partners::revoke_token(c, &jti, expires_at)?;
+            admit_store::audit::insert(c, &event)
+        })
         .await
         .map_err(|e| OAuthError::new(503, "temporarily_unavailable", e.to_string()))
 }

@@ -220,8 +220,14 @@ async fn grant(
         .clone();
     match grant_type.as_str() {
         "client_credentials" => client_credentials(&client, &form, state),
-        "authorization_code" => crate::code::redeem(&client, &form, state).await,
-        "refresh_token" => crate::code::refresh(&client, &form, state).await,
+        "authorization_code" => {
+            let origin = admit_runtime::audit::origin(req, "client", &client.id);
+            crate::code::redeem(&client, &form, state, &origin).await
+        }
+        "refresh_token" => {
+            let origin = admit_runtime::audit::origin(req, "client", &client.id);
+            crate::code::refresh(&client, &form, state, &origin).await
+        }
         "password" => Err(err(
             400,
             "unsupported_grant_type",
