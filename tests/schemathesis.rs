@@ -21,9 +21,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const ADMIN: &str = "schemathesis-admin-token-0123456789abcdef";
-/// Test cases per operation and phase, and the seed: a bounded, repeatable run.
+/// Test cases per operation and phase (`ADMIT_TEST_SCHEMATHESIS_MAX_EXAMPLES` for a
+/// longer run), and the seed: a bounded, repeatable run.
 const MAX_EXAMPLES: &str = "30";
 const SEED: &str = "20261203";
+
+fn max_examples() -> String {
+    std::env::var("ADMIT_TEST_SCHEMATHESIS_MAX_EXAMPLES")
+        .ok()
+        .filter(|n| n.parse::<u32>().is_ok_and(|n| n > 0))
+        .unwrap_or_else(|| MAX_EXAMPLES.to_owned())
+}
 /// The CSRF double-submit value the page forms are sent with (cookie and field).
 const CSRF: &str = "schemathesis-csrf-0123456789abcdef0123456789";
 
@@ -107,7 +115,7 @@ fn run(label: &str, url: &str, filter: &[&str], api_key: &str, bearer: &str) -> 
         .args(["--url", url])
         .args(["--checks", "all"])
         .args(["--phases", "examples,coverage,fuzzing,stateful"])
-        .args(["--max-examples", MAX_EXAMPLES, "--seed", SEED])
+        .args(["--max-examples", &max_examples(), "--seed", SEED])
         .args(["--generation-database", "none"])
         // One worker: hypothesis' lambda-source parsing is not thread-safe on
         // Python 3.11 ("AST constructor recursion depth mismatch" with two).
