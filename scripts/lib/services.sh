@@ -9,7 +9,8 @@
 # the suite runs on a fresh machine; nothing of the machine's own services is touched.
 #
 # Exports: ADMIT_TEST_DATABASE_URL, ADMIT_TEST_REDIS_URL, ADMIT_TEST_SMTP_PYTHON,
-# ADMIT_TEST_PG_BINDIR, ADMIT_TEST_REDIS_SERVER (for tests/outages.rs).
+# ADMIT_TEST_PG_BINDIR, ADMIT_TEST_REDIS_SERVER (for tests/outages.rs),
+# ADMIT_TEST_SCHEMATHESIS (for tests/schemathesis.rs).
 # Knobs: ADMIT_TEST_PRIVATE_PG_PORT (55432), ADMIT_TEST_PRIVATE_REDIS_PORT (56379).
 
 ADMIT_DEFAULT_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres
@@ -411,6 +412,33 @@ admit_outage_tools_up() {
     ADMIT_TEST_REDIS_SERVER=$(command -v redis-server)
 }
 
+# --- schemathesis, for tests/schemathesis.rs (the API against its OpenAPI description) ---
+
+ADMIT_SCHEMATHESIS_VERSION=4.32.5
+
+# Exports ADMIT_TEST_SCHEMATHESIS: a schemathesis of the pinned version, from
+# ADMIT_TEST_SCHEMATHESIS or PATH when one is there already, else installed with pip
+# into a venv under ${XDG_CACHE_HOME:-$HOME/.cache}/admit (reused on the next run).
+admit_schemathesis_up() {
+    local st=${ADMIT_TEST_SCHEMATHESIS:-} venv=${XDG_CACHE_HOME:-$HOME/.cache}/admit/venv-schemathesis-$ADMIT_SCHEMATHESIS_VERSION
+    [ -n "$st" ] || st=$(command -v schemathesis 2>/dev/null || true)
+    if [ -n "$st" ] && "$st" --version 2>/dev/null | grep -q "version $ADMIT_SCHEMATHESIS_VERSION\$"; then
+        export ADMIT_TEST_SCHEMATHESIS=$st
+        return
+    fi
+    st=$venv/bin/schemathesis
+    if ! "$st" --version 2>/dev/null | grep -q "version $ADMIT_SCHEMATHESIS_VERSION\$"; then
+        "${ADMIT_TEST_PYTHON:-python3}" -c 'import venv, ensurepip' </dev/null >/dev/null 2>&1 ||
+            admit_apt_install "the venv of schemathesis" python3-venv
+        admit_say "installing schemathesis $ADMIT_SCHEMATHESIS_VERSION into $venv"
+        rm -rf "$venv"
+        "${ADMIT_TEST_PYTHON:-python3}" -m venv "$venv" >&2 || admit_die "python3 -m venv $venv failed"
+        "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$ADMIT_SCHEMATHESIS_VERSION" </dev/null >&2 ||
+            admit_die "pip install schemathesis==$ADMIT_SCHEMATHESIS_VERSION failed"
+    fi
+    export ADMIT_TEST_SCHEMATHESIS=$st
+}
+
 # Everything the suite needs from the machine.
 admit_services_up() {
     admit_sweep_stale
@@ -420,4 +448,5 @@ admit_services_up() {
     admit_chromium_up
     admit_faketime_up
     admit_outage_tools_up
+    admit_schemathesis_up
 }

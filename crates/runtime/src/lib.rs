@@ -9,6 +9,7 @@ pub mod health;
 pub mod http;
 pub mod i18n;
 pub mod logging;
+pub mod methods;
 pub mod metrics;
 pub mod priority;
 pub mod selfcheck;

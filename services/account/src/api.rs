@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 /// `POST /account`, explicit method (document 003).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"contacts":[["EMAIL","Doc@Example.com",true]],"full_name":"Doc Test","locale":"eng-US","password":"doctest1","username":"doctest"}))]
 pub struct SignupRequest {
     /// `[name, value, is_primary]` tuples; name `EMAIL` (RFC 5322 addr-spec, at most 254
@@ -20,9 +21,13 @@ pub struct SignupRequest {
     /// ISO 639-3, optionally `-` and ISO 3166-1 alpha-2: `eng`, `eng-US`.
     #[schema(pattern = "^[A-Za-z]{3}(-[A-Za-z]{2})?$")]
     pub locale: Option<String>,
-    /// Case-sensitive; 6 to 18 characters of any kind by default (configurable);
-    /// common passwords are refused.
-    #[schema(min_length = 6, max_length = 18)]
+    /// Case-sensitive; 6 to 18 characters by default (configurable), no control
+    /// characters; common passwords are refused.
+    #[schema(
+        min_length = 6,
+        max_length = 18,
+        pattern = r"^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub password: String,
     pub recaptcha: Option<Recaptcha>,
     /// Unique case-insensitively; 3 to 64 of letters, digits, `.`, `_`, `-`.
@@ -49,6 +54,7 @@ pub enum SignupBody {
 /// confirmed, only when the provider says it is verified; an address that belongs to
 /// an existing account is refused (409 on `access_token`), never linked to it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"provider_name":"google","access_token":"ya29.a0Af…","user_id":"110169484474386276334","oauth_consumer_key":"1234.apps.googleusercontent.com","locale":"eng-US"}))]
 pub struct SocialSignupRequest {
     /// The provider's access token for the user; asked about, never stored. A token
@@ -238,6 +244,8 @@ impl utoipa::Modify for RetryAfter {
         crate::partner_api::AccessCode,
         crate::partner_api::PreferredContact,
         crate::batch::BatchRequest,
+        crate::batch::OneUser,
+        crate::batch::ManyUsers,
         crate::batch::BatchUser,
         crate::batch::BatchResponse,
         crate::batch::RowResult,

@@ -72,12 +72,27 @@ pub struct BatchUser {
     pub personnel_number: Option<String>,
 }
 
-/// `{"user": {…}}` or `{"users": […]}`.
+/// `{"user": {…}}` or `{"users": […]}`, never both.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct BatchRequest {
-    pub user: Option<BatchUser>,
-    #[schema(max_items = 10000)]
-    pub users: Option<Vec<BatchUser>>,
+#[serde(untagged)]
+pub enum BatchRequest {
+    One(OneUser),
+    Many(ManyUsers),
+}
+
+/// `{"user": {…}}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OneUser {
+    pub user: BatchUser,
+}
+
+/// `{"users": […]}`: at least one, at most `account.batch_max_users` (413 above).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManyUsers {
+    #[schema(min_items = 1, max_items = 10000)]
+    pub users: Vec<BatchUser>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -310,7 +325,7 @@ fn users_of(body: &[u8], max: usize) -> Result<Vec<Value>, ApiError> {
     tag = "partners",
     request_body = BatchRequest,
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Replays this request's response for 24 hours; the same key with another body answers 422."),
+        ("Idempotency-Key" = Option<String>, Header, max_length = 200, pattern = r"^[\t -~]*[!-~][\t -~]*$", description = "Replays this request's response for 24 hours; the same key with another body answers 422."),
     ),
     security(("api_key" = [])),
     responses(

@@ -218,7 +218,7 @@ fn confirmed_page(req: &HttpRequest, state: &AccountState, phone: bool) -> HttpR
     get,
     path = "/confirm",
     tag = "pages",
-    params(("token" = String, Query, description = "The token of the \"confirm your address\" email's link.")),
+    params(("token" = Option<String>, Query, description = "The token of the \"confirm your address\" email's link; without one the page is the 410 of an unknown link.")),
     responses(
         (status = 200, description = "A page with the button that confirms (a CSRF form posting to /confirm); nothing is used yet", content_type = "text/html"),
         (status = 410, description = "The link was used, or expired, or is unknown", content_type = "text/html"),
@@ -305,6 +305,7 @@ pub struct EmailForm {
 pub struct EmailFormDoc {
     pub csrf_token: String,
     /// The address of a pending account.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
 }
 
@@ -436,9 +437,11 @@ async fn request_link(req: &HttpRequest, state: &AccountState, email: &str) -> R
 
 /// `POST /account/confirmation`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"phone": "+33612345678", "code": "123456"}))]
 pub struct ConfirmationRequest {
-    /// The phone number the code was sent to, E.164.
+    /// The phone number the code was sent to, E.164 (separators ` .-()` are accepted too, and dropped).
+    #[schema(max_length = 64, pattern = "^\\+[1-9][0-9]{7,14}$")]
     pub phone: String,
     /// The 6 digits of the text message.
     #[schema(min_length = 6, max_length = 6, pattern = "^[0-9]{6}$")]
@@ -454,9 +457,11 @@ pub struct ConfirmationResponse {
 
 /// `POST /account/confirmation/code`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"phone": "+33612345678"}))]
 pub struct CodeRequest {
-    /// The phone number of a pending account, E.164.
+    /// The phone number of a pending account, E.164 (separators ` .-()` are accepted too, and dropped).
+    #[schema(max_length = 64, pattern = "^\\+[1-9][0-9]{7,14}$")]
     pub phone: String,
 }
 
@@ -753,17 +758,19 @@ const ACCEPTED: &str = "If this phone number belongs to an account waiting for c
 pub struct ConfirmFormDoc {
     /// The page's CSRF token (the same as its `__Host-admit_csrf` cookie).
     pub csrf_token: String,
-    /// The link's token.
-    pub token: String,
+    /// The link's token; a missing one is the 410 of an unknown link.
+    pub token: Option<String>,
 }
 
 /// The form of `POST /confirm/phone`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PhoneFormDoc {
     pub csrf_token: String,
-    /// E.164.
+    /// E.164 (separators ` .-()` are accepted too, and dropped).
+    #[schema(max_length = 64, pattern = "^\\+[1-9][0-9]{7,14}$")]
     pub phone: String,
     /// The 6 digits of the text message.
+    #[schema(min_length = 6, max_length = 6, pattern = "^[0-9]{6}$")]
     pub code: String,
 }
 
@@ -771,7 +778,8 @@ pub struct PhoneFormDoc {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CodeFormDoc {
     pub csrf_token: String,
-    /// E.164.
+    /// E.164 (separators ` .-()` are accepted too, and dropped).
+    #[schema(max_length = 64, pattern = "^\\+[1-9][0-9]{7,14}$")]
     pub phone: String,
 }
 

@@ -129,6 +129,7 @@ impl AccountState {
 pub fn configure(
     state: web::Data<AccountState>,
 ) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+    let described = std::sync::Arc::new(described_methods());
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state.clone())
             .route("/account", web::post().to(create_account))
@@ -176,7 +177,18 @@ pub fn configure(
                 web::post().to(resend::resend_api),
             )
             .route("/admin/v1/audit", web::get().to(audit_api::audit_api));
+        // Last: 405 with `Allow` for another method on a described path.
+        admit_runtime::methods::mount(cfg, &described);
     }
+}
+
+/// The paths of the account service's OpenAPI description, with their methods.
+fn described_methods() -> Vec<(String, Vec<&'static str>)> {
+    use utoipa::OpenApi as _;
+    let mut doc = api::AccountApi::openapi();
+    doc.merge(resend::AccountAdminApi::openapi());
+    doc.merge(audit_api::AuditAdminApi::openapi());
+    admit_runtime::methods::described(&doc)
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -36,25 +36,38 @@ const FIELDS: &[&str] = &[
 
 /// The body of `POST /api/account/`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"firstName": "Doc","lastName": "Test","email": "matt@carvoyant.com","username": "doctest","password": "doctestpassword"}))]
 pub struct PartnerAccountRequest {
-    #[schema(max_length = 100)]
+    /// Not blank.
+    #[schema(max_length = 100, pattern = r"\S")]
     pub first_name: String,
-    #[schema(max_length = 100)]
+    /// Not blank.
+    #[schema(max_length = 100, pattern = r"\S")]
     pub last_name: String,
     /// Unique case-insensitively across the platform.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// 3 to 64 of letters, digits, `.`, `_`, `-`; unique case-insensitively.
+    #[schema(min_length = 3, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     pub username: String,
     /// The policy of `POST /account`. The user is emailed a link to choose their own;
     /// the password itself is never emailed.
+    #[schema(
+        min_length = 6,
+        max_length = 18,
+        pattern = r"^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub password: String,
-    #[schema(max_length = 16)]
+    /// Letters, digits, spaces and hyphens.
+    #[schema(max_length = 16, pattern = r"^[A-Za-z0-9 -]*$")]
     pub zipcode: Option<String>,
-    /// E.164.
+    /// E.164 (separators ` .-()` are accepted too, and dropped).
+    #[schema(max_length = 32, pattern = "^\\+[1-9][0-9]{7,14}$")]
     pub phone: Option<String>,
     /// An IANA time zone name, `Europe/Amsterdam`.
+    #[schema(max_length = 64, pattern = r"^\s*[A-Za-z0-9/_+-]+\s*$")]
     pub time_zone: Option<String>,
     pub preferred_contact: Option<PreferredContact>,
 }

@@ -36,6 +36,7 @@ pub struct ForgotForm {
     return_to: String,
     /// The address of the account.
     #[serde(default)]
+    #[schema(required = true, format = Email, max_length = 254)]
     email: String,
 }
 

@@ -77,8 +77,25 @@ fn failed(e: OpsError, field: &str) -> HttpResponse {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// At most this many, oldest first (default 100, at most 10,000).
+    /// At most this many, oldest first (default 100).
+    #[param(minimum = 1, maximum = 10_000)]
     limit: Option<usize>,
+}
+
+/// `limit` if it is within 1..=`max` (400 naming it otherwise), else `default`.
+fn limit_within(
+    limit: Option<usize>,
+    default: usize,
+    max: usize,
+) -> Result<usize, Box<HttpResponse>> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(Box::new(bad_query(
+            format!("limit is {n}; it is 1 to {max}"),
+            "limit",
+        ))),
+    }
 }
 
 fn bad_query(e: impl std::fmt::Display, field: &str) -> HttpResponse {
@@ -110,7 +127,10 @@ pub async fn list_dead(req: HttpRequest, state: web::Data<MailAdmin>) -> HttpRes
         Ok(q) => q.into_inner(),
         Err(e) => return bad_query(e, "limit"),
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let limit = match limit_within(q.limit, 100, 10_000) {
+        Ok(n) => n,
+        Err(res) => return *res,
+    };
     match state.ops.dead(limit).await {
         Ok(dead_letters) => answer(200, json!(DeadLetterList { dead_letters })),
         Err(e) => failed(e, "limit"),
@@ -214,8 +234,10 @@ pub async fn message_status(
 #[serde(deny_unknown_fields)]
 pub struct RecipientQuery {
     /// The address (as given, or in lower case).
+    #[param(required = true, pattern = r"\S")]
     recipient: Option<String>,
-    /// At most this many, newest first (default 100, at most 1,000).
+    /// At most this many, newest first (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -251,7 +273,10 @@ pub async fn recipient_messages(req: HttpRequest, state: web::Data<MailAdmin>) -
             json!({"error": "InvalidArgumentException", "message": "recipient is required: the address whose messages to show", "field": "recipient"}),
         );
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = match limit_within(q.limit, 100, 1000) {
+        Ok(n) => n,
+        Err(res) => return *res,
+    };
     match state.ops.by_recipient(&recipient, limit).await {
         Ok(messages) => answer(
             200,
@@ -268,6 +293,10 @@ pub async fn recipient_messages(req: HttpRequest, state: web::Data<MailAdmin>) -
 pub fn configure(
     state: web::Data<MailAdmin>,
 ) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+    let described = {
+        use utoipa::OpenApi as _;
+        std::sync::Arc::new(admit_runtime::methods::described(&MailAdminApi::openapi()))
+    };
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state.clone())
             .route("/admin/v1/mail/dead", web::get().to(list_dead))
@@ -278,6 +307,8 @@ pub fn configure(
                 "/admin/v1/mail/messages/{id}",
                 web::get().to(message_status),
             );
+        // Last: 405 with `Allow` for another method on a described path.
+        admit_runtime::methods::mount(cfg, &described);
     }
 }
 
