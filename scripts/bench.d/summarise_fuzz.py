@@ -67,7 +67,7 @@ def main():
             r.get("tried", 0) / s if s > 0 else 0, "**yes**" if r.get("failed") else "no"))
     if failed:
         add("")
-        add("Failures (each becomes a test in crates/fuzz/tests/regressions.rs and a fix):")
+        add("Failures (each becomes an explicit regression `#[test]` in crates/fuzz/tests/targets.rs and a fix):")
         add("")
         for r in failed:
             add("- `{}`: {}".format(r.get("target"), (r.get("failure") or "").splitlines()[0][:300]))
