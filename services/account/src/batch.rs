@@ -318,6 +318,34 @@ fn users_of(body: &[u8], max: usize) -> Result<Vec<Value>, ApiError> {
     }
 }
 
+/// One row as [`read_batch`] reads it: its normalised address, or its reasons.
+pub type ReadRow = Result<String, Vec<Reason>>;
+
+/// How `user.create` reads a body (an entry point for the fuzz targets): the rows,
+/// each `Ok` with its normalised address or `Err` with its reasons; `Err` for a body
+/// refused whole (the error's field and message).
+#[doc(hidden)]
+pub fn read_batch(
+    body: &[u8],
+    max: usize,
+    plans: &HashSet<String>,
+) -> Result<Vec<ReadRow>, (String, String)> {
+    let users = users_of(body, max).map_err(|e| match e {
+        ApiError::InvalidArgument { field, message }
+        | ApiError::BatchTooLarge { field, message } => (field, message),
+        other => (String::new(), other.to_string()),
+    })?;
+    Ok(users
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            parse_row(i, v, plans)
+                .parsed
+                .map(|ok| ok.email.normalized())
+        })
+        .collect())
+}
+
 /// Registers the users of a partner (SPEC §6).
 #[utoipa::path(
     post,

@@ -198,14 +198,24 @@ enum Caller {
     Anonymous,
 }
 
+/// The credential of an `Authorization: Bearer <credential>` header value (the
+/// scheme in any case), trimmed; `None` for another scheme.
+pub fn bearer_credential(value: &str) -> Option<&str> {
+    let scheme = value.get(..7)?;
+    scheme
+        .eq_ignore_ascii_case("bearer ")
+        .then(|| value[7..].trim())
+        .filter(|_| value.len() > 7)
+}
+
 fn caller(req: &HttpRequest) -> Caller {
     let bearer = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() > 7 && v.is_char_boundary(7) && v[..7].eq_ignore_ascii_case("bearer "));
+        .and_then(bearer_credential);
     if let Some(v) = bearer {
-        Caller::Bearer(v[7..].trim().to_owned())
+        Caller::Bearer(v.to_owned())
     } else if let Some(id) = req.headers().get("x-client-id") {
         Caller::ClientId(id.to_str().unwrap_or_default().trim().to_owned())
     } else {

@@ -179,6 +179,23 @@ pub struct LoginForm {
     password: String,
 }
 
+/// The fields of a login form as [`login`] reads them (`csrf_token`, `return_to`,
+/// `login`, `password`); `None` where it answers "bad form". An entry point for the
+/// fuzz targets.
+#[doc(hidden)]
+pub fn read_login_form(body: &[u8]) -> Option<[String; 4]> {
+    let f = form::<LoginForm>(body)?;
+    Some([f.csrf_token, f.return_to, f.login, f.password])
+}
+
+/// The fields of a sign-up form as [`signup`] reads them (`csrf_token`, `return_to`,
+/// `email`, `full_name`, `password`). An entry point for the fuzz targets.
+#[doc(hidden)]
+pub fn read_signup_form(body: &[u8]) -> Option<[String; 5]> {
+    let f = form::<SignupForm>(body)?;
+    Some([f.csrf_token, f.return_to, f.email, f.full_name, f.password])
+}
+
 pub async fn login(
     req: HttpRequest,
     body: web::Bytes,

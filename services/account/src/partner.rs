@@ -91,29 +91,9 @@ impl Verifier {
 
     /// The partner behind `Authorization: Bearer <credential>`.
     pub async fn partner(&self, db: &Db, credential: &str) -> Result<Partner, AuthError> {
-        if credential.split('.').count() == 3 {
-            let header = decode_header(credential).map_err(|_| AuthError::Invalid)?;
-            if header.typ.as_deref() != Some("at+jwt") {
-                return Err(AuthError::Invalid);
-            }
-            let key = self.key(header.kid.as_deref().unwrap_or_default()).await?;
-            let mut v = Validation::new(header.alg);
-            v.set_issuer(&[&self.issuer]);
-            v.set_audience(&[&self.issuer]);
-            v.leeway = 0;
-            let claims = decode::<serde_json::Value>(credential, &key, &v)
-                .map_err(|_| AuthError::Invalid)?
-                .claims;
-            let partner_id = claims["partner_id"].as_str().ok_or(AuthError::Invalid)?;
-            // A token issued to a user (authorization code) is not the partner's own.
-            if claims["sub"] != claims["client_id"] {
-                return Err(AuthError::Invalid);
-            }
-            return Ok(Partner {
-                partner_id: partner_id.to_owned(),
-                client_id: claims["client_id"].as_str().map(str::to_owned),
-                scopes: Some(claims["scope"].as_str().unwrap_or_default().to_owned()),
-            });
+        if let Some(kid) = jwt_key_id(credential)? {
+            let key = self.key(&kid).await?;
+            return partner_of_jwt(credential, &key, &self.issuer);
         }
         let digest = secret::digest(credential);
         let partner = db
@@ -127,4 +107,48 @@ impl Verifier {
             scopes: None,
         })
     }
+}
+
+/// The key id of a credential that has the form of a JWT (three dot-separated parts),
+/// which must then be an access token (`typ: at+jwt`); `Ok(None)` for anything else,
+/// which is taken for an API key.
+pub fn jwt_key_id(credential: &str) -> Result<Option<String>, AuthError> {
+    if credential.split('.').count() != 3 {
+        return Ok(None);
+    }
+    let header = decode_header(credential).map_err(|_| AuthError::Invalid)?;
+    if header.typ.as_deref() != Some("at+jwt") {
+        return Err(AuthError::Invalid);
+    }
+    Ok(Some(header.kid.unwrap_or_default()))
+}
+
+/// The partner of a `client_credentials` access token verified with `key`
+/// (signature, issuer, audience, expiry); a token issued to a user is refused.
+pub fn partner_of_jwt(
+    credential: &str,
+    key: &DecodingKey,
+    issuer: &str,
+) -> Result<Partner, AuthError> {
+    let header = decode_header(credential).map_err(|_| AuthError::Invalid)?;
+    if header.typ.as_deref() != Some("at+jwt") {
+        return Err(AuthError::Invalid);
+    }
+    let mut v = Validation::new(header.alg);
+    v.set_issuer(&[issuer]);
+    v.set_audience(&[issuer]);
+    v.leeway = 0;
+    let claims = decode::<serde_json::Value>(credential, key, &v)
+        .map_err(|_| AuthError::Invalid)?
+        .claims;
+    let partner_id = claims["partner_id"].as_str().ok_or(AuthError::Invalid)?;
+    // A token issued to a user (authorization code) is not the partner's own.
+    if claims["sub"] != claims["client_id"] {
+        return Err(AuthError::Invalid);
+    }
+    Ok(Partner {
+        partner_id: partner_id.to_owned(),
+        client_id: claims["client_id"].as_str().map(str::to_owned),
+        scopes: Some(claims["scope"].as_str().unwrap_or_default().to_owned()),
+    })
 }

@@ -167,14 +167,8 @@ async fn check(state: &TokenState, p: &HashMap<String, String>) -> Result<Checke
         })?
         .ok_or_else(|| page("authorize-unknown-client"))?;
     let registered = list(&client.redirect_uris);
-    let redirect_uri = match p.get("redirect_uri") {
-        // Exact string comparison (RFC 9700 §4.1.3): no normalising of case,
-        // slashes, ports or query strings.
-        Some(uri) if registered.iter().any(|r| r == uri) => uri.clone(),
-        Some(_) => return Err(page("authorize-redirect-unregistered")),
-        None if registered.len() == 1 => registered[0].clone(),
-        None => return Err(page("authorize-no-redirect")),
-    };
+    let redirect_uri =
+        redirect_uri_of(&registered, p.get("redirect_uri").map(String::as_str)).map_err(page)?;
     let mut checked = Checked {
         client_id: client.id.clone(),
         redirect_uri,
@@ -288,6 +282,31 @@ async fn check(state: &TokenState, p: &HashMap<String, String>) -> Result<Checke
         }
     }
     Ok(checked)
+}
+
+/// The redirect URI of a request: the one it names when that is, byte for byte, one
+/// the client registered (RFC 9700 §4.1.3: no normalising of case, slashes, ports,
+/// percent-encoding or query strings), else the only one registered when it names
+/// none. The error is the translation key of the page to show.
+pub fn redirect_uri_of(
+    registered: &[String],
+    requested: Option<&str>,
+) -> Result<String, &'static str> {
+    match requested {
+        Some(uri) if registered.iter().any(|r| r == uri) => Ok(uri.to_owned()),
+        Some(_) => Err("authorize-redirect-unregistered"),
+        None => match registered {
+            [only] => Ok(only.clone()),
+            _ => Err("authorize-no-redirect"),
+        },
+    }
+}
+
+/// The authorization request's parameters as [`authorize`] and [`decide`] read them
+/// (an entry point for the fuzz targets).
+#[doc(hidden)]
+pub fn read_params(raw: &str) -> Result<HashMap<String, String>, String> {
+    parse(raw, Lang::EN)
 }
 
 fn is_challenge(c: &str) -> bool {

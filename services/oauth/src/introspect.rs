@@ -2,6 +2,7 @@
 //! server signs. Both require client authentication. A revoked token's `jti` is kept
 //! until the token would have expired; introspection then answers `active: false`.
 
+use crate::keys::KeySet;
 use crate::token::{authenticate_request, OAuthError, TokenState};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,15 +13,20 @@ use serde_json::Value;
 /// The verified claims of one of our access tokens, or `None` (bad signature,
 /// expired, another issuer, unknown key, not a JWT).
 pub fn verify(state: &TokenState, token: &str) -> Option<Value> {
+    verify_with(&state.keys.current(), &state.issuer, &state.audience, token)
+}
+
+/// The verified claims of an access token signed with one of `keys`, for `issuer`
+/// and `audience`, or `None`.
+pub fn verify_with(keys: &KeySet, issuer: &str, audience: &str, token: &str) -> Option<Value> {
     let header = decode_header(token).ok()?;
     if header.typ.as_deref() != Some("at+jwt") {
         return None;
     }
-    let keys = state.keys.current();
     let (key, alg) = keys.decoding.get(header.kid.as_deref()?)?;
     let mut validation = Validation::new(*alg);
-    validation.set_issuer(&[&state.issuer]);
-    validation.set_audience(&[&state.audience]);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
     validation.leeway = 0;
     decode::<Value>(token, key, &validation)
         .ok()

@@ -105,6 +105,14 @@ pub struct AccessClaims<'a> {
     pub gid: Option<&'a str>,
 }
 
+/// The form of a token, introspection or revocation request as those endpoints read
+/// it (an entry point for the fuzz targets): `None` where they answer
+/// `invalid_request`.
+#[doc(hidden)]
+pub fn read_form(body: &[u8]) -> Option<HashMap<String, String>> {
+    form(body).ok()
+}
+
 fn form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
         .map_err(|_| err(400, "invalid_request", "the body is not form-encoded"))?;
@@ -299,15 +307,24 @@ fn client_credentials(
 
 /// Signs an RFC 9068 access token with the active key.
 pub fn sign(state: &TokenState, t: &Issued) -> Result<String, OAuthError> {
-    let keys = state.keys.current();
+    sign_with(&state.keys.current(), &state.issuer, &state.audience, t)
+}
+
+/// Signs an RFC 9068 access token with the active key of `keys`.
+pub fn sign_with(
+    keys: &crate::keys::KeySet,
+    issuer: &str,
+    audience: &str,
+    t: &Issued,
+) -> Result<String, OAuthError> {
     let now = chrono::Utc::now().timestamp();
     let mut header = jsonwebtoken::Header::new(keys.algorithm);
     header.typ = Some("at+jwt".into());
     header.kid = Some(keys.kid.clone());
     let claims = AccessClaims {
-        iss: &state.issuer,
+        iss: issuer,
         sub: t.sub,
-        aud: &state.audience,
+        aud: audience,
         exp: now + t.ttl,
         iat: now,
         jti: uuid::Uuid::new_v4().to_string(),
