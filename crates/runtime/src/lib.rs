@@ -7,6 +7,7 @@ pub mod database;
 pub mod health;
 pub mod http;
 pub mod i18n;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod priority;
