@@ -8,6 +8,7 @@ pub mod database;
 pub mod health;
 pub mod http;
 pub mod i18n;
+pub mod limits;
 pub mod logging;
 pub mod methods;
 pub mod metrics;

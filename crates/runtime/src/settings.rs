@@ -25,6 +25,8 @@ pub struct Settings {
     pub account: AccountSettings,
     pub oauth: OAuthSettings,
     pub mailer: MailerSettings,
+    /// Per-partner rate limits and quotas ([`crate::limits`]).
+    pub limits: crate::limits::LimitSettings,
 }
 
 impl Default for Settings {
@@ -41,6 +43,7 @@ impl Default for Settings {
             account: AccountSettings::default(),
             oauth: OAuthSettings::default(),
             mailer: MailerSettings::default(),
+            limits: crate::limits::LimitSettings::default(),
         }
     }
 }
@@ -685,6 +688,32 @@ mod tests {
         let e = Settings::load_with_env(None, env(&[("ADMIT__HTTP__TRUSTED_PROXIES", "gw")]))
             .expect_err("not an address");
         assert!(e.to_string().contains("http.trusted_proxies"), "{e}");
+    }
+
+    #[test]
+    fn partner_limits_come_from_the_environment() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("ADMIT__LIMITS__PARTNER__REQUESTS_PER_SECOND", "2.5"),
+                ("ADMIT__LIMITS__PARTNER__DAILY_ACCOUNTS", "1000"),
+                ("ADMIT__LIMITS__PARTNERS__P_00AB__REQUESTS_PER_SECOND", "10"),
+                ("ADMIT__LIMITS__PARTNERS__P_00AB__BATCH_MAX_USERS", "50"),
+            ]),
+        )
+        .expect("loads");
+        let small = s.limits.of("p_other");
+        assert_eq!(small.rate.map(|r| r.per_second), Some(2.5));
+        assert_eq!(small.daily_accounts, Some(1000));
+        let big = s.limits.of("p_00ab");
+        assert_eq!(big.rate.map(|r| (r.per_second, r.burst)), Some((10.0, 10)));
+        assert_eq!(big.batch_max_users, Some(50));
+        assert_eq!(big.daily_accounts, Some(1000));
+        assert!(Settings::load_with_env(
+            None,
+            env(&[("ADMIT__LIMITS__PARTNERS__P_1__REQUESTS", "1")])
+        )
+        .is_err());
     }
 
     #[test]

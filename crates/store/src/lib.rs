@@ -21,6 +21,7 @@ pub mod mail_ops;
 pub mod outbox;
 pub mod partners;
 pub mod purge;
+pub mod quota;
 pub mod registrations;
 pub mod schema;
 #[cfg(feature = "testing")]

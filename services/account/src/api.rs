@@ -140,7 +140,9 @@ pub struct SignupResponse {
 pub struct ErrorBody {
     /// `InvalidArgumentException`, `IllegalAccessException`,
     /// `ContactAlreadyUsedException`, `UsernameAlreadyUsedException`,
-    /// `UnauthorizedException`, `ServiceUnavailableException`, ...
+    /// `UnauthorizedException`, `ServiceUnavailableException`,
+    /// `RateLimitExceededException` and `QuotaExceededException` (429, per-partner
+    /// limits, with `Retry-After`), ...
     pub error: String,
     pub message: String,
     /// The field at fault, as a path into the body (`contacts[0][1]`).

@@ -360,8 +360,10 @@ pub fn read_batch(
         (status = 200, description = "One result per user, in order, and the counts", body = BatchResponse),
         (status = 400, description = "The body is not a user or a list of users; `field` names what is wrong", body = crate::api::ErrorBody),
         (status = 401, description = "No API key, or one that is not valid (revoked)", body = crate::api::ErrorBody),
-        (status = 413, description = "More users than the limit (10,000), or a body over the limit", body = crate::api::ErrorBody),
+        (status = 413, description = "More users than the limit (10,000, or the partner's `limits.partners.<id>.batch_max_users`), or a body over the limit", body = crate::api::ErrorBody),
         (status = 422, description = "The Idempotency-Key was used with another body", body = crate::api::ErrorBody),
+        (status = 429, description = "The partner is over its request rate (`RateLimitExceededException`), or the accounts this batch would create exceed what is left of its daily account-creation quota (`QuotaExceededException`: the batch is refused whole, nothing is created or sent); retry after `Retry-After` seconds", body = crate::api::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait, at least 1: until the rate allows one more request, or until 00:00 UTC for the quota"))),
         (status = 503, description = "A dependency is unavailable; retry (retries are safe)", body = crate::api::ErrorBody),
     )
 )]
@@ -377,6 +379,7 @@ pub async fn user_create(
             "the access token lacks the scope accounts:create".into(),
         ));
     }
+    crate::quota::rate(&state, &partner.partner_id).await?;
     let key = match req.headers().get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str() {
@@ -456,7 +459,15 @@ pub async fn user_create(
 /// The work of one `user.create` request: its answer, encoded.
 async fn register(state: &AccountState, partner_id: &str, body: &[u8]) -> Result<String, ApiError> {
     let partner_id = partner_id.to_owned();
-    let users = users_of(body, state.batch_max_users)?;
+    let limits = state.partner_limits.of(&partner_id);
+    let max = limits.batch_max_users.unwrap_or(state.batch_max_users);
+    let users = users_of(body, max).inspect_err(|e| {
+        if matches!(e, ApiError::BatchTooLarge { .. }) {
+            state
+                .partner_limits
+                .refused(&partner_id, admit_runtime::limits::Kind::BatchSize);
+        }
+    })?;
 
     let p = partner_id.clone();
     let (brand, plans) = state
@@ -473,6 +484,29 @@ async fn register(state: &AccountState, partner_id: &str, body: &[u8]) -> Result
         .map(|(i, v)| parse_row(i, v, &plans))
         .collect();
     drop(users);
+    // Under a daily quota, the check and the writes hold the partner's lock, so two
+    // batches cannot both take the last places (module `quota`).
+    let _quota = match limits.daily_accounts {
+        None => None,
+        Some(_) => {
+            let guard = state.quota_locks.of(&partner_id).lock_owned().await;
+            let mut new: Vec<String> = rows
+                .iter()
+                .filter_map(|r| r.parsed.as_ref().ok().map(|v| v.email.normalized()))
+                .collect();
+            new.sort_unstable();
+            new.dedup();
+            let (all, pid) = (state.partner_limits.clone(), partner_id.clone());
+            state
+                .db
+                .run(move |c| {
+                    let creating = admit_store::quota::new_addresses(c, &new)?;
+                    Ok(crate::quota::check(c, &all, &pid, creating))
+                })
+                .await??;
+            Some(guard)
+        }
+    };
 
     let mut results: Vec<RowResult> = Vec::with_capacity(rows.len());
     let mut sent = 0usize;

@@ -46,6 +46,13 @@ pub enum ApiError {
     /// A code locked after too many wrong attempts, or too many requests (429).
     #[error("{message}")]
     TooManyAttempts { field: String, message: String },
+    /// A partner over its request rate (429 with `Retry-After`).
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: u64 },
+    /// A partner whose daily account-creation quota is used up, or that a request
+    /// would exceed (429 with `Retry-After`: the seconds to the next UTC day).
+    #[error("{message}")]
+    QuotaExceeded { message: String, retry_after: u64 },
     #[error("the service is temporarily unavailable; retry")]
     Unavailable(String),
     #[error("internal error")]
@@ -83,6 +90,8 @@ impl ApiError {
             ApiError::UsernameAlreadyUsed => "UsernameAlreadyUsedException",
             ApiError::Gone { .. } => "CodeExpiredException",
             ApiError::TooManyAttempts { .. } => "TooManyAttemptsException",
+            ApiError::RateLimited { .. } => "RateLimitExceededException",
+            ApiError::QuotaExceeded { .. } => "QuotaExceededException",
             ApiError::Unavailable(_) => "ServiceUnavailableException",
             ApiError::Internal(_) => "InternalErrorException",
         }
@@ -121,7 +130,9 @@ impl ResponseError for ApiError {
                 StatusCode::CONFLICT
             }
             ApiError::Gone { .. } => StatusCode::GONE,
-            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyAttempts { .. }
+            | ApiError::RateLimited { .. }
+            | ApiError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -136,8 +147,15 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut res = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unavailable(_)) {
-            res.insert_header(("Retry-After", "1"));
+        match self {
+            ApiError::Unavailable(_) => {
+                res.insert_header(("Retry-After", "1"));
+            }
+            ApiError::RateLimited { retry_after, .. }
+            | ApiError::QuotaExceeded { retry_after, .. } => {
+                res.insert_header(("Retry-After", (*retry_after).max(1).to_string()));
+            }
+            _ => {}
         }
         res.json(Envelope {
             error: self.name(),
@@ -170,6 +188,18 @@ impl From<StoreError> for ApiError {
                 message: "this social identity is already registered with an account".into(),
             },
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<admit_runtime::limits::Limited> for ApiError {
+    fn from(l: admit_runtime::limits::Limited) -> Self {
+        ApiError::RateLimited {
+            message: format!(
+                "this partner is over its rate of {} requests per second (bursts of {}); retry after {} s",
+                l.rate.per_second, l.rate.burst, l.retry_after_secs
+            ),
+            retry_after: l.retry_after_secs,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod pages;
 pub mod partner;
 pub mod partner_api;
 pub mod password;
+pub mod quota;
 pub mod resend;
 pub mod reset;
 pub mod signup;
@@ -81,6 +82,12 @@ pub struct AccountState {
     /// The admin API's credential (`internal.admin_token`) and the resend cooldown.
     pub admin_token: String,
     pub resend_cooldown_secs: u64,
+    /// Per-partner request rates, daily quotas and batch sizes (`limits.*`): counted
+    /// in process, or in Redis in production. Shared with the authorization server in
+    /// the embedded default.
+    pub partner_limits: Arc<admit_runtime::limits::PartnerLimits>,
+    /// The locks of partners' batches under a quota ([`quota`]).
+    pub quota_locks: quota::Locks,
     created: prometheus::IntCounter,
 }
 
@@ -93,7 +100,13 @@ impl AccountState {
     ) -> anyhow::Result<Self> {
         let created = prometheus::IntCounter::new("accounts_created_total", "Accounts created")?;
         metrics.register(&created);
+        let partner_limits = Arc::new(admit_runtime::limits::PartnerLimits::memory(
+            &settings.limits,
+        ));
+        metrics.register(partner_limits.refusals());
         Ok(Self {
+            partner_limits,
+            quota_locks: quota::Locks::default(),
             db,
             hasher: HashPool::new(settings.account.hash_threads)?,
             issuer: settings.issuer(),
@@ -241,6 +254,8 @@ fn caller(req: &HttpRequest) -> Caller {
         (status = 403, description = "reCAPTCHA failed (IllegalAccessException), or the access token lacks the scope accounts:create; implicit method: the provider refused, failed or did not answer in time (`access_token`), the token is another user's (`user_id`), or the application may not use the provider (`oauth_consumer_key`)", body = api::ErrorBody),
         (status = 409, description = "Contact, username or social identity (`user_id`) already used; implicit method: the provider's address belongs to an account (`access_token`), which is never linked automatically", body = api::ErrorBody),
         (status = 413, description = "Body over the configured limit", body = api::ErrorBody),
+        (status = 429, description = "Called with a partner credential: the partner is over its request rate (`RateLimitExceededException`); retry after `Retry-After` seconds", body = api::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait, at least 1"))),
         (status = 503, description = "A dependency is unavailable (the database, or a siteverify endpoint that is down or slower than account.captcha.timeout_ms); retry", body = api::ErrorBody),
     )
 )]
@@ -260,6 +275,7 @@ pub async fn create_account(
                     "the access token lacks the scope accounts:create".into(),
                 ));
             }
+            quota::rate(&state, &partner.partner_id).await?;
             None
         }
         Caller::ClientId(id) => Some(public_client(&state, id).await?),
@@ -741,6 +757,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut state = AccountState::new(&settings, db.clone(), wake.clone(), &metrics)?;
     let redis = redis::Client::open(settings.redis.url.expose_secret())?;
     state.limiter = limit::Limiter::redis(redis, &settings.redis.prefix);
+    state.partner_limits = Arc::new(
+        state
+            .partner_limits
+            .with_redis(settings.redis.url.expose_secret(), &settings.redis.prefix)?,
+    );
     let state = web::Data::new(state);
     let stop = CancellationToken::new();
     let queue = Arc::new(RedisQueue::new(RedisQueueConfig::mail(

@@ -237,6 +237,8 @@ pub fn basic_iso8601(t: DateTime<Utc>) -> String {
         (status = 403, description = "The token lacks accounts:create, or its client is not registered for the authorization code grant", body = crate::api::ErrorBody),
         (status = 409, description = "The email or the username is already used", body = crate::api::ErrorBody),
         (status = 413, description = "Body over the configured limit", body = crate::api::ErrorBody),
+        (status = 429, description = "The partner is over its request rate (`RateLimitExceededException`) or its daily account-creation quota is used up (`QuotaExceededException`, nothing created); retry after `Retry-After` seconds", body = crate::api::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait, at least 1: until the rate allows one more request, or until 00:00 UTC for the quota"))),
         (status = 503, description = "A dependency is unavailable; retry", body = crate::api::ErrorBody),
     )
 )]
@@ -252,6 +254,7 @@ pub async fn create(
             "the access token lacks the scope accounts:create".into(),
         ));
     }
+    crate::quota::rate(&state, &partner.partner_id).await?;
     let Some(client_id) = partner.client_id.clone() else {
         return Err(ApiError::IllegalAccess(
             "this endpoint issues a code to the calling OAuth client: authenticate with an access token from the client_credentials grant, not an API key".into(),
@@ -265,6 +268,7 @@ pub async fn create(
     let link_key = state.link_key.clone();
     let (grant_ttl, link_ttl) = (state.grant_ttl_secs, state.link_ttl_secs);
     let partner_id = partner.partner_id.clone();
+    let limits = state.partner_limits.clone();
     let created = state
         .hasher
         .run(move || -> Result<(AccountRow, String, Parsed), ApiError> {
@@ -291,6 +295,7 @@ pub async fn create(
             if let Some(taken) = taken(&mut conn, &p)? {
                 return Err(taken);
             }
+            crate::quota::check(&mut conn, &limits, &partner_id, 1)?;
             let hash = hasher::hash_blocking(p.password.expose())?;
             let now = admit_store::now();
             let account = AccountRow {

@@ -138,9 +138,11 @@ pub async fn serve(
         stop.clone(),
     ));
 
+    let partner_limits = account.partner_limits.clone();
     let account_routes = admit_account::configure(account);
-    let oauth_routes =
-        admit_oauth::configure(admit_oauth::state(&settings, db.clone(), stop.clone()).await?);
+    let oauth_routes = admit_oauth::configure(
+        admit_oauth::state_with_limits(&settings, db.clone(), stop.clone(), partner_limits).await?,
+    );
     let inbox_routes = admit_mailer::inbox::configure(inbox);
     let proxies = admit_runtime::client::data(&settings);
     let started = admit_runtime::http::start(

@@ -22,18 +22,33 @@ pub mod keys;
 pub mod token;
 
 use actix_web::{web, HttpResponse};
+use admit_runtime::limits::PartnerLimits;
 use admit_runtime::{Metrics, Readiness, Settings};
 use admit_store::Db;
 use secrecy::ExposeSecret;
+use std::sync::Arc;
 use std::time::Duration;
 use token::TokenState;
 use tokio_util::sync::CancellationToken;
 
 /// The service's state, built from settings; spawns the key refresh until `stop`.
+/// Token rates are counted in process, by a limiter of its own.
 pub async fn state(
     settings: &Settings,
     db: Db,
     stop: CancellationToken,
+) -> anyhow::Result<web::Data<TokenState>> {
+    let limits = Arc::new(PartnerLimits::memory(&settings.limits));
+    state_with_limits(settings, db, stop, limits).await
+}
+
+/// [`state`] counting token rates with `limits` (Redis in production; the account
+/// service's in the embedded default, so one metric counts every refusal).
+pub async fn state_with_limits(
+    settings: &Settings,
+    db: Db,
+    stop: CancellationToken,
+    limits: Arc<PartnerLimits>,
 ) -> anyhow::Result<web::Data<TokenState>> {
     let kek = keys::Kek::from_base64(settings.oauth.key_encryption_key.expose_secret())?;
     let alg = keys::algorithm(&settings.oauth.signing_alg)?;
@@ -57,6 +72,7 @@ pub async fn state(
         admin_token: settings.internal.admin_token.expose_secret().to_owned(),
         default_access_ttl: settings.oauth.access_ttl_secs,
         clients: clients::ClientCache::default(),
+        limits,
     }))
 }
 
@@ -151,14 +167,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let db = admit_runtime::database::connect(&settings)?;
     selfcheck::at_start(Service::OAuth, &settings, &db).await?;
     let stop = CancellationToken::new();
-    let state = state(&settings, db.clone(), stop.clone()).await?;
+    let metrics = Metrics::new();
+    // Token rates in Redis, shared by the replicas (they fail open when it is down).
+    let limits = Arc::new(
+        PartnerLimits::memory(&settings.limits)
+            .with_redis(settings.redis.url.expose_secret(), &settings.redis.prefix)?,
+    );
+    metrics.register(limits.refusals());
+    let state = state_with_limits(&settings, db.clone(), stop.clone(), limits).await?;
     let readiness = admit_runtime::database::check(Readiness::new(), db.clone());
     let (routes, proxies) = (configure(state), admit_runtime::client::data(&settings));
     let started = admit_runtime::http::start(
         "admit-oauth",
         admit_runtime::http::bind(&settings.bind, settings.oauth.port)?,
         selfcheck::migrations_check(readiness, db),
-        Metrics::new(),
+        metrics,
         stop.clone(),
         admit_runtime::http::grace(Duration::from_secs(5)),
         move |cfg: &mut web::ServiceConfig| {

@@ -34,6 +34,8 @@ pub struct TokenState {
     pub default_access_ttl: u32,
     /// Active clients, trusted for at most [`crate::clients::TTL`].
     pub clients: crate::clients::ClientCache,
+    /// The token endpoint's rate per client (`limits.*.token_requests_per_second`).
+    pub limits: std::sync::Arc<admit_runtime::limits::PartnerLimits>,
 }
 
 impl TokenState {
@@ -61,6 +63,8 @@ pub struct OAuthError {
     status: u16,
     code: &'static str,
     description: String,
+    /// `Retry-After` seconds, for a 429.
+    retry_after: Option<u64>,
 }
 
 pub fn err(status: u16, code: &'static str, description: impl Into<String>) -> OAuthError {
@@ -73,6 +77,23 @@ impl OAuthError {
             status,
             code,
             description: description.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A client over its token rate: 429 `slow_down` (RFC 8628 §3.5's name for a
+    /// client asking too often) with `Retry-After`.
+    pub fn rate_limited(l: &admit_runtime::limits::Limited) -> Self {
+        Self {
+            retry_after: Some(l.retry_after_secs),
+            ..Self::new(
+                429,
+                "slow_down",
+                format!(
+                    "this client is over its token rate of {} requests per second (bursts of {}); retry after {} s",
+                    l.rate.per_second, l.rate.burst, l.retry_after_secs
+                ),
+            )
         }
     }
 
@@ -83,6 +104,9 @@ impl OAuthError {
         );
         res.insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::PRAGMA, "no-cache"));
+        if let Some(secs) = self.retry_after {
+            res.insert_header((header::RETRY_AFTER, secs.max(1).to_string()));
+        }
         if self.code == "invalid_client" {
             res.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"admit\""));
         }
@@ -222,6 +246,11 @@ async fn grant(
     state: &TokenState,
 ) -> Result<HttpResponse, OAuthError> {
     let (client, form) = authenticate_request(req, body, state).await?;
+    state
+        .limits
+        .token(&client.id, &client.partner_id)
+        .await
+        .map_err(|l| OAuthError::rate_limited(&l))?;
     let grant_type = form
         .get("grant_type")
         .ok_or_else(|| err(400, "invalid_request", "grant_type is required"))?
