@@ -14,7 +14,11 @@ use serde_json::json;
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Only events since then: a span back from now (`30m`, `1h`, `2d`) or an RFC 3339
-    /// time.
+    /// time. (The description's pattern is narrower than what is read: days up to
+    /// 28 and a `Z` offset, so that every string it allows is a real time.)
+    #[param(
+        pattern = r"^([0-9]{1,6}[smhdw]|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z)$"
+    )]
     since: Option<String>,
     /// Only this actor: `kind:id` (`account:…`, `cli:alice`), an id, or a kind.
     actor: Option<String>,
@@ -23,6 +27,7 @@ pub struct AuditQuery {
     /// Only this target: `kind:id`, an id, or a kind.
     target: Option<String>,
     /// At most this many (default 100, at most 10,000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
 }
 
@@ -122,6 +127,9 @@ pub async fn audit_api(req: HttpRequest, state: web::Data<AccountState>) -> Http
         },
         None => None,
     };
+    if q.limit.is_some_and(|n| !(1..=10_000).contains(&n)) {
+        return bad("limit: from 1 to 10000".to_owned(), "limit");
+    }
     let filter = AuditFilter {
         since,
         actor: q.actor,
