@@ -139,6 +139,16 @@ fn run(label: &str, url: &str, filter: &[&str], api_key: &str, bearer: &str) -> 
         .skip_while(|l| !l.contains("SUMMARY"))
         .collect();
     println!("schemathesis {label}:\n{}", summary.join("\n"));
+    // scripts/test prints these after the suite (cargo test keeps a passing test's
+    // output to itself), so every CI log carries the summary.
+    let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "schemathesis-{}.txt",
+        label.replace([' ', ','], "-")
+    ));
+    std::fs::write(
+        &file,
+        format!("schemathesis {label}:\n{}\n", summary.join("\n")),
+    )?;
     anyhow::ensure!(
         out.status.success(),
         "schemathesis {label} failed ({}):\n{stdout}\n{}",
