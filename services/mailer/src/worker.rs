@@ -328,19 +328,8 @@ impl Worker {
         }
 
         // 2. Render, send, and record each outcome as soon as the relay answered.
-        // A message whose send would start late in its lease is left for later
-        // instead: once the lease ends another batch (or replica) may claim it, and
-        // both would send it. A slow relay with a big batch got there (duplicates on
-        // a loaded machine, with a short claim idle time); it comes back after the
-        // claim idle time, at no cost in attempts.
-        let claimed = std::time::Instant::now();
-        let start_by = self.config.lease / 2;
         let recorded: Vec<(usize, Outcome, Option<String>)> = futures_util::stream::iter(mine)
             .map(|(i, envelope, row)| async move {
-                if claimed.elapsed() > start_by {
-                    tracing::debug!(message_id = %envelope.id, "lease half over before the send; left for later");
-                    return (i, Outcome::Deferred, None);
-                }
                 let attempt = self.send(i, &envelope, &row).await;
                 self.record(recorder, attempt).await
             })
