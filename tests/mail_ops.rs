@@ -3,7 +3,8 @@
 //! every email is delivered, a 550 dead-lettered and retried once the address is
 //! accepted (exactly once), a poison message dead-lettered without stalling the
 //! queue, and the operator commands (CLI and admin API): dead list, retry ID, retry
-//! --all, status by message id and by recipient, resend with its cooldown.
+//! --all, status by message id and by recipient, resend with its cooldown; sends
+//! that wait for an SMTP session past their lease are not sent twice.
 
 use admit_e2e::topology::Topology;
 use admit_e2e::{bin, by_recipient, http, unique, CapturedMail, ScriptedSmtp};
@@ -155,6 +156,32 @@ async fn temporary_smtp_failures_are_retried_until_every_email_is_delivered() ->
     assert!(retries >= 6.0, "retries counted: {retries}");
     assert_eq!(attempts, 3 + retries as i64, "attempts of {rows:?}");
     assert!(rows.iter().all(|r| r["last_error"].is_null()), "{rows:?}");
+    Ok(())
+}
+
+/// Sends that wait for an SMTP session longer than their lease: 16 emails in one
+/// batch over one session to a relay taking 150 ms a message, with a 1 s lease. A
+/// send that has not started by half its lease is left for later: once the lease
+/// ends, another batch claims the message and would send it too (it did).
+#[tokio::test]
+async fn sends_waiting_past_their_lease_are_left_for_later_not_sent_twice() -> anyhow::Result<()> {
+    let smtp = ScriptedSmtp::start(json!({"delay_ms": 150}))?;
+    let t = topology(&smtp, &[("ADMIT__MAILER__SMTP__POOL_SIZE", "1")])?;
+    let account = t.start("admit-account")?;
+    let emails = t.create_accounts(&account.url, 16, &unique("slow")).await?;
+    // Started after the sign-ups, so that its first read takes them all at once.
+    let mailer = t.start("admit-mailer")?;
+    smtp.wait_until(Duration::from_secs(120), |m| {
+        emails.iter().all(|e| count_to(m, e) >= 1)
+    });
+    // A second copy, were one on its way, arrives within a few sends.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mails = smtp.messages();
+    for e in &emails {
+        assert_eq!(count_to(&mails, e), 1, "{e}: {mails:?}");
+    }
+    let late = metric(&mailer.url, "mailer_deliveries_total{outcome=\"deferred\"}").await?;
+    assert!(late >= 1.0, "some sends were left for later: {late}");
     Ok(())
 }
 

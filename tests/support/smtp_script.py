@@ -10,11 +10,13 @@ changes the server's behaviour by rewriting it:
 - the first N recipients (counted since start) are answered with a 4xx, the codes
   taken in turn from tempfail_codes;
 - an address in "reject" is answered 550;
-- anything else is accepted and its message stored in MAILDIR.
+- anything else is accepted and its message stored in MAILDIR;
+- "delay_ms": each message's 250 comes that long after its data (a slow relay).
 
 STATS is rewritten after every answer: {"tempfail": n, "rejected": n, "accepted": n}.
 """
 
+import asyncio
 import json
 import mailbox
 import os
@@ -68,6 +70,9 @@ class Scripted:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        delay = int(self.rules().get("delay_ms", 0))
+        if delay > 0:
+            await asyncio.sleep(delay / 1000)
         self.maildir.add(envelope.content)
         self.count("accepted")
         return "250 Message accepted for delivery"

@@ -31,11 +31,31 @@ pub enum SendError {
     /// Will never succeed: the relay said 5xx, or the message cannot be built.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// Not tried: no session was free before the message's start-by time (see
+    /// [`Transport::send_by`]). Nothing reached the relay; no attempt is spent.
+    #[error("not started in time")]
+    Late,
 }
 
 #[async_trait]
 pub trait Transport: Send + Sync {
     async fn send(&self, email: &RenderedEmail) -> Result<(), SendError>;
+
+    /// Sends, unless the send cannot begin by `start_by` (then [`SendError::Late`]).
+    /// The worker's claim of a message lasts a lease; a send that begins late in it
+    /// may still be going when the lease ends and another batch claims and sends the
+    /// message too. Only a transport that can wait (for a session) needs more than
+    /// this default.
+    async fn send_by(
+        &self,
+        email: &RenderedEmail,
+        start_by: tokio::time::Instant,
+    ) -> Result<(), SendError> {
+        if tokio::time::Instant::now() > start_by {
+            return Err(SendError::Late);
+        }
+        self.send(email).await
+    }
 }
 
 /// An SMTP relay client with a pool of open connections.
@@ -199,12 +219,20 @@ impl Smtp {
 
     /// One message: a free slot, an open session, the transaction. The session is
     /// given back only if the message went through.
-    async fn send_once(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), SendError> {
+    async fn send_once(
+        &self,
+        envelope: &Envelope,
+        bytes: &[u8],
+        start_by: Option<tokio::time::Instant>,
+    ) -> Result<(), SendError> {
         let _slot = self
             .slots
             .acquire()
             .await
             .map_err(|e| SendError::Transient(e.to_string()))?;
+        if start_by.is_some_and(|t| tokio::time::Instant::now() > t) {
+            return Err(SendError::Late);
+        }
         let mut connection = match self.reuse().await {
             Some(c) => c,
             None => self.connect().await?,
@@ -301,10 +329,30 @@ impl Transport for Smtp {
     /// send always ends well before the lease of its message runs out and another
     /// sender may take it.
     async fn send(&self, email: &RenderedEmail) -> Result<(), SendError> {
+        self.send_before(email, None).await
+    }
+
+    /// The start-by time is checked once a session is free: the wait for one of
+    /// `pool_size` sessions is where a send spends its lease when many are in hand.
+    async fn send_by(
+        &self,
+        email: &RenderedEmail,
+        start_by: tokio::time::Instant,
+    ) -> Result<(), SendError> {
+        self.send_before(email, Some(start_by)).await
+    }
+}
+
+impl Smtp {
+    async fn send_before(
+        &self,
+        email: &RenderedEmail,
+        start_by: Option<tokio::time::Instant>,
+    ) -> Result<(), SendError> {
         let message = build_message(&self.from, email)?;
         let envelope = message.envelope().clone();
         let bytes = message.formatted();
-        tokio::time::timeout(self.timeout, self.send_once(&envelope, &bytes))
+        tokio::time::timeout(self.timeout, self.send_once(&envelope, &bytes, start_by))
             .await
             .unwrap_or_else(|_| {
                 Err(SendError::Transient(

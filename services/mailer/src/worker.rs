@@ -327,10 +327,14 @@ impl Worker {
             }
         }
 
-        // 2. Render, send, and record each outcome as soon as the relay answered.
+        // 2. Render, send, and record each outcome as soon as the relay answered. A
+        // send that has not begun by half the lease (it waited for an SMTP session)
+        // is left for later: once the lease ends another batch may claim the message
+        // and send it too. It comes back after the claim idle time, no attempt spent.
+        let start_by = tokio::time::Instant::now() + self.config.lease / 2;
         let recorded: Vec<(usize, Outcome, Option<String>)> = futures_util::stream::iter(mine)
             .map(|(i, envelope, row)| async move {
-                let attempt = self.send(i, &envelope, &row).await;
+                let attempt = self.send(i, &envelope, &row, start_by).await;
                 self.record(recorder, attempt).await
             })
             .buffer_unordered(self.config.concurrency.max(1))
@@ -348,7 +352,13 @@ impl Worker {
     }
 
     /// Renders and sends one message.
-    async fn send(&self, index: usize, envelope: &Envelope, row: &MailRow) -> Attempt {
+    async fn send(
+        &self,
+        index: usize,
+        envelope: &Envelope,
+        row: &MailRow,
+        start_by: tokio::time::Instant,
+    ) -> Attempt {
         let result = if envelope.notification.is_sms() {
             match self.renderer.render_sms(envelope) {
                 Ok(sms) => self.sms.send_sms(&sms).await,
@@ -356,7 +366,7 @@ impl Worker {
             }
         } else {
             match self.renderer.render(envelope) {
-                Ok(email) => self.transport.send(&email).await,
+                Ok(email) => self.transport.send_by(&email, start_by).await,
                 Err(e) => Err(SendError::Permanent(e.to_string())),
             }
         };
@@ -386,6 +396,10 @@ impl Worker {
         let now_plus =
             |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1));
         let (record, outcome, dead_reason) = match result {
+            Err(SendError::Late) => {
+                tracing::debug!(message_id = %id, "no SMTP session by half the lease; left for later");
+                return (i, Outcome::Deferred, None);
+            }
             Ok(()) => {
                 tracing::info!(message_id = %id, kind = %kind, "email sent");
                 (Ok(id), Outcome::Sent, None)
