@@ -285,16 +285,7 @@ fn locale_parse_never_panics_and_accepted_values_round_trip() {
 
 // --- the batch reader (services/account batch.rs) ------------------------------------
 
-const FIELDS: &[&str] = &[
-    "BikePlanCode",
-    "FirstName",
-    "LastName",
-    "Email",
-    "Language",
-    "ContractType",
-    "partner_EmployeeID",
-    "PersonnelNumber",
-];
+use admit_account::batch::FIELDS;
 
 fn plans() -> HashSet<String> {
     ["PLAN-A".to_owned(), "PLAN-B".to_owned()]
@@ -822,17 +813,7 @@ fn login_and_signup_forms_read_what_was_sent() {
     });
 }
 
-const AUTHORIZE_PARAMS: &[&str] = &[
-    "client_id",
-    "redirect_uri",
-    "response_type",
-    "scope",
-    "state",
-    "code_challenge",
-    "code_challenge_method",
-    "nonce",
-    "prompt",
-];
+use admit_oauth::authorize::PARAMS as AUTHORIZE_PARAMS;
 
 fn form_pairs() -> impl Strategy<Value = BTreeMap<String, String>> {
     proptest::collection::btree_map(

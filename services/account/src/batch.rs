@@ -32,7 +32,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use utoipa::ToSchema;
 
-const FIELDS: &[&str] = &[
+/// The fields of a user.create row (document 001); anything else is refused.
+pub const FIELDS: &[&str] = &[
     "BikePlanCode",
     "FirstName",
     "LastName",

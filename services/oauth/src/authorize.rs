@@ -30,7 +30,7 @@ pub const TEMPLATES: &[(&str, &str)] =
 
 const CODE_TTL_SECS: i64 = 600;
 /// The parameters of an authorization request, carried through the consent form.
-const PARAMS: &[&str] = &[
+pub const PARAMS: &[&str] = &[
     "client_id",
     "redirect_uri",
     "response_type",
