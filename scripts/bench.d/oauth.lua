@@ -3,7 +3,9 @@
 --
 -- Usage: wrk ... -s oauth.lua http://127.0.0.1:PORT -- MODE AUTHORIZATION [ARG...]
 --   healthz     GET /healthz (AUTHORIZATION is ignored): the bare HTTP rate
---   cc          POST /oauth/token grant_type=client_credentials
+--   cc          POST /oauth/token grant_type=client_credentials; ARG1 and ARG2, when
+--               given, are the path and the form body instead (`scripts/bench
+--               compare` sends the same grant to node oidc-provider's /token)
 --   introspect  POST /oauth/introspect token=ARG1 (an access token)
 --   refresh     POST /oauth/token grant_type=refresh_token. Refresh tokens rotate
 --               and are single use: ARG1 is a file of refresh tokens (one a line),
@@ -37,8 +39,8 @@ function init(args)
    if mode == "healthz" then
       path = "/healthz"
    elseif mode == "cc" then
-      path = "/oauth/token"
-      fixed = "grant_type=client_credentials"
+      path = args[3] or "/oauth/token"
+      fixed = args[4] or "grant_type=client_credentials"
    elseif mode == "introspect" then
       path = "/oauth/introspect"
       fixed = "token=" .. args[3]

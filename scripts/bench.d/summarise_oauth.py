@@ -13,6 +13,8 @@ from summarise import add_anomalies, add_run_header, busy_note, write_section, f
 
 GOAL_CC_PER_S = 10000  # client_credentials grants/s at c=16
 GOAL_CC_P99_MS = 10.0
+GOAL_INTROSPECT_PER_S = 12000  # introspections/s at c=16 (issue 13)
+GOAL_REFRESH_PER_S = 4000  # refresh grants/s at c=16 on PostgreSQL (issue 13)
 GOAL_RSS_MB = 50.0
 
 PHASES = ("healthz", "cc", "introspect", "refresh")
@@ -26,6 +28,20 @@ def read_round(d):
     quiet = load_json(os.path.join(d, "quiet.json"), {}) or {}
     r = {"round": os.path.basename(d).split("-")[-1], "sign": sign.get("tokens_per_second"),
          "sign_foreign": sign_cpu.get("foreign_cores"), "quiet": quiet, "anomalies": []}
+    try:
+        r["loadavg"] = open(os.path.join(d, "loadavg")).read().split()[:3]
+    except OSError:
+        r["loadavg"] = []
+    r["commits"] = None
+    try:
+        for line in open(os.path.join(d, "commit.txt")):
+            if line.startswith("tps = "):
+                r["commits"] = float(line.split()[2])
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    if r["commits"] is None:
+        r["anomalies"].append("pgbench: no commit rate (see commit.txt)")
     hwm = 0
     for ph in PHASES:
         res = load_json(os.path.join(d, ph + ".json"), {}) or {}
@@ -99,6 +115,7 @@ def cmd_section(d, out, opts):
     if not rounds:
         sys.exit("summarise_oauth: no rounds in " + d)
     med = {"sign": median(r["sign"] for r in rounds), "hwm_mb": median(r["hwm_mb"] for r in rounds),
+           "commits": median(r["commits"] for r in rounds),
            "max_hwm_mb": max((r["hwm_mb"] for r in rounds if r["hwm_mb"]), default=None)}
     for ph in PHASES:
         for k in ("rate", "p50", "p99", "server_cores", "wrk_cores", "server_us_per_req", "rss_kib"):
@@ -107,7 +124,13 @@ def cmd_section(d, out, opts):
         r["cc_vs_hz"] = (r["cc"]["rate"] / r["healthz"]["rate"]
                          if r["cc"]["rate"] and r["healthz"]["rate"] else None)
         r["cc_vs_sign"] = r["cc"]["rate"] / r["sign"] if r["cc"]["rate"] and r["sign"] else None
+        r["intr_vs_hz"] = (r["introspect"]["rate"] / r["healthz"]["rate"]
+                           if r["introspect"]["rate"] and r["healthz"]["rate"] else None)
+        r["refr_vs_commits"] = (r["refresh"]["rate"] / r["commits"]
+                                if r["refresh"]["rate"] and r["commits"] else None)
     med["cc_vs_hz"] = median(r["cc_vs_hz"] for r in rounds)
+    med["intr_vs_hz"] = median(r["intr_vs_hz"] for r in rounds)
+    med["refr_vs_commits"] = median(r["refr_vs_commits"] for r in rounds)
     med["cc_vs_sign"] = median(r["cc_vs_sign"] for r in rounds)
 
     def met(ok):
@@ -127,32 +150,43 @@ def cmd_section(d, out, opts):
         opts.connections, GOAL_CC_PER_S, fmt(cc_rate, "{:.0f}"), fmt(med["healthz_rate"], "{:.0f}"),
         fmt(med["sign"], "{:.0f}"), machine.get("nproc", "?"),
         met(None if cc_rate is None else cc_rate >= GOAL_CC_PER_S)))
+    ir, rr = med["introspect_rate"], med["refresh_rate"]
+    add("| introspections/s at c={} (production topology) | ≥ {:,} | {} (limit beside it: bare `/healthz` {}/s) | {} |".format(
+        opts.connections, GOAL_INTROSPECT_PER_S, fmt(ir, "{:.0f}"), fmt(med["healthz_rate"], "{:.0f}"),
+        met(None if ir is None else ir >= GOAL_INTROSPECT_PER_S)))
+    add("| refresh grants/s at c={} on PostgreSQL | ≥ {:,} | {} (limits beside it: PostgreSQL single-row commits {}/s from {} clients, raw ES256 signing {}/s) | {} |".format(
+        opts.connections, GOAL_REFRESH_PER_S, fmt(rr, "{:.0f}"), fmt(med["commits"], "{:.0f}"),
+        opts.connections, fmt(med["sign"], "{:.0f}"),
+        met(None if rr is None else rr >= GOAL_REFRESH_PER_S)))
     add("| client_credentials p99 | < {:.0f} ms | {} | {} |".format(
         GOAL_CC_P99_MS, fmt_ms(cc_p99), met(None if cc_p99 is None else cc_p99 < GOAL_CC_P99_MS)))
     add("| admit-oauth peak RSS (VmHWM), highest of the rounds | < {:.0f} MB | {} MiB | {} |".format(
         GOAL_RSS_MB, fmt(hwm), met(None if hwm is None else hwm < GOAL_RSS_MB)))
     add("")
     add("Ratios (medians of each round's ratio): client_credentials ÷ bare `/healthz` = {}, "
-        "client_credentials ÷ raw ES256 signing = {}. Server CPU per answered request (medians): "
-        "{}.".format(fmt(med["cc_vs_hz"], "{:.2f}"), fmt(med["cc_vs_sign"], "{:.2f}"), ", ".join(
+        "client_credentials ÷ raw ES256 signing = {}, introspection ÷ bare `/healthz` = {}, "
+        "refresh ÷ PostgreSQL single-row commits = {}. Server CPU per answered request (medians): "
+        "{}.".format(fmt(med["cc_vs_hz"], "{:.2f}"), fmt(med["cc_vs_sign"], "{:.2f}"),
+                     fmt(med["intr_vs_hz"], "{:.2f}"), fmt(med["refr_vs_commits"], "{:.2f}"), ", ".join(
             "{} {} µs".format(LABEL[ph], fmt(med[ph + "_server_us_per_req"], "{:.0f}")) for ph in PHASES)))
     add("")
     add("### Rounds")
     add("")
-    add("| round | raw ES256 tokens/s | `/healthz`/s (p99) | client_credentials/s | cc p50 | cc p99 | introspections/s | intr. p50 | intr. p99 | refreshes/s | refr. p50 | refr. p99 | peak RSS | other load (cores): sign / healthz / cc / intr. / refr. |")
-    add("| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |")
+    add("| round | load average before | raw ES256 tokens/s | PostgreSQL commits/s | `/healthz`/s (p99) | client_credentials/s | cc p50 | cc p99 | introspections/s | intr. p50 | intr. p99 | refreshes/s | refr. p50 | refr. p99 | peak RSS | other load (cores): sign / healthz / cc / intr. / refr. |")
+    add("| --- | --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |")
     for r in rounds:
-        add("| {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} MiB | {} |".format(
-            r["round"], fmt(r["sign"], "{:.0f}"), fmt(r["healthz"]["rate"], "{:.0f}"),
+        add("| {} | {} | {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} MiB | {} |".format(
+            r["round"], " ".join(r["loadavg"]) or "?", fmt(r["sign"], "{:.0f}"),
+            fmt(r["commits"], "{:.0f}"), fmt(r["healthz"]["rate"], "{:.0f}"),
             fmt_ms(r["healthz"]["p99"]), fmt(r["cc"]["rate"], "{:.0f}"), fmt_ms(r["cc"]["p50"]),
             fmt_ms(r["cc"]["p99"]), fmt(r["introspect"]["rate"], "{:.0f}"),
             fmt_ms(r["introspect"]["p50"]), fmt_ms(r["introspect"]["p99"]),
             fmt(r["refresh"]["rate"], "{:.0f}"), fmt_ms(r["refresh"]["p50"]),
             fmt_ms(r["refresh"]["p99"]), fmt(r["hwm_mb"]),
             " / ".join([fmt(r["sign_foreign"], "{:.2f}")] + [fmt(r[ph]["foreign"], "{:.2f}") for ph in PHASES])))
-    add("| **median** | **{}** | **{}** ({}) | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{} MiB** | |".format(
-        fmt(med["sign"], "{:.0f}"), fmt(med["healthz_rate"], "{:.0f}"), fmt_ms(med["healthz_p99"]),
-        fmt(med["cc_rate"], "{:.0f}"), fmt_ms(med["cc_p50"]), fmt_ms(med["cc_p99"]),
+    add("| **median** | | **{}** | **{}** | **{}** ({}) | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** | **{} MiB** | |".format(
+        fmt(med["sign"], "{:.0f}"), fmt(med["commits"], "{:.0f}"), fmt(med["healthz_rate"], "{:.0f}"),
+        fmt_ms(med["healthz_p99"]), fmt(med["cc_rate"], "{:.0f}"), fmt_ms(med["cc_p50"]), fmt_ms(med["cc_p99"]),
         fmt(med["introspect_rate"], "{:.0f}"), fmt_ms(med["introspect_p50"]),
         fmt_ms(med["introspect_p99"]), fmt(med["refresh_rate"], "{:.0f}"),
         fmt_ms(med["refresh_p50"]), fmt_ms(med["refresh_p99"]), fmt(med["hwm_mb"])))
@@ -187,6 +221,12 @@ def cmd_section(d, out, opts):
         "tokens with the header and claims the token endpoint signs (jsonwebtoken with aws-lc-rs, "
         "`EncodingKey` built once, a UUID `jti` each), on {n} threads, nothing else running: the "
         "ceiling of grants per second.".format(n=machine.get("nproc", "nproc"), s=opts.sign_seconds))
+    add("   Then **PostgreSQL's commit rate**: `pgbench -n -c {c} -j {n} -T {s} -f "
+        "scripts/bench.d/commit.sql`, one single-row `INSERT` per transaction (autocommit, rows the "
+        "size of a refresh token's, a unique index) into a scratch table of the run's database: "
+        "what this PostgreSQL durably commits per second right now, the ceiling of refresh grants "
+        "(each must commit the spent token and its successor).".format(
+            c=opts.connections, n=machine.get("nproc", "nproc"), s=opts.sign_seconds))
     add("2. **Fresh servers.** `admit-account` and `admit-oauth` (release builds, the production "
         "topology: PostgreSQL, Redis) on free 127.0.0.1 ports. `scripts/bench.d/oauth_tokens.py` "
         "signs a user up, signs in on the login page (CSRF field and cookie), consents once, and "
