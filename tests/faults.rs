@@ -218,3 +218,152 @@ async fn mailer_replicas_killed_with_sigkill_lose_nothing_and_resend_only_unreco
     }
     Ok(())
 }
+
+/// Two replicas over one stream on PostgreSQL, every message on it twice, the two
+/// copies far apart: each replica claims its batches in one statement (the copies of a
+/// message often in two batches at once, on two replicas) and records their outcomes
+/// in group commits. Each email must arrive exactly once (no faults: no window to
+/// excuse a second copy), every record say sent, and the stream empty: the second
+/// copies are found held (left for later) or sent already (acknowledged).
+#[tokio::test]
+async fn two_replicas_over_one_stream_with_every_message_twice_send_each_once() -> anyhow::Result<()>
+{
+    const N: usize = 1500;
+    // Batches of 64; a copy found held comes back after the 3 s lease.
+    let t = Topology::new(&[
+        ("ADMIT__MAILER__CLAIM_IDLE_MS", "3000"),
+        ("ADMIT__MAILER__CONCURRENCY", "64"),
+    ])?;
+    let account = t.start("admit-account")?;
+    let partner = t.cli(&[
+        "partner",
+        "create",
+        "--name",
+        "Replica Partner",
+        "--landing-url",
+        "https://replicas.example.com/",
+    ])?;
+    let pid = partner["partner_id"].as_str().context("partner_id")?;
+    let key = t.cli(&["api-key", "create", "--partner", pid])?;
+    let key = key["api_key"].as_str().context("api_key")?;
+    t.cli(&["plan-code", "add", "--partner", pid, "PLAN-A"])?;
+    let tag = unique("r");
+    let recipients: Vec<String> = (0..N)
+        .map(|i| format!("replica-{i}-{tag}@example.com"))
+        .collect();
+    let users: Vec<Value> = recipients
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            json!({"BikePlanCode": "PLAN-A", "FirstName": "Jane", "LastName": "Replica",
+                   "Email": e, "Language": "EN", "ContractType": "",
+                   "partner_EmployeeID": format!("e{i}-{tag}"), "PersonnelNumber": "A1"})
+        })
+        .collect();
+    let res = http()
+        .post(format!("{}/receiver/APIv3/user.create", account.url))
+        .bearer_auth(key)
+        .json(&json!({ "users": users }))
+        .send()
+        .await?;
+    assert_eq!(res.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while t.stream_len().await? < N {
+        assert!(
+            Instant::now() < deadline,
+            "the outbox relay did not queue them all"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(account);
+
+    // The stream rewritten with every entry twice: entry i again after entry i + 97
+    // (a relay that published twice, spread out), so that the two copies of a message
+    // are read in different batches, by either replica.
+    let client = redis::Client::open(t.redis.as_str())?;
+    let mut c = client.get_multiplexed_async_connection().await?;
+    let stream = format!("{}:mail", t.prefix);
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut c)
+        .await?;
+    let fields: Vec<(String, String)> = entries
+        .ids
+        .iter()
+        .map(|e| {
+            (
+                e.get::<String>("id").unwrap_or_default(),
+                e.get::<String>("payload").unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(fields.len(), N);
+    let _: () = redis::cmd("XTRIM")
+        .arg(&stream)
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut c)
+        .await?;
+    const GAP: usize = 97;
+    let mut order: Vec<usize> = Vec::with_capacity(2 * N);
+    for i in 0..N + GAP {
+        if i < N {
+            order.push(i);
+        }
+        if i >= GAP {
+            order.push(i - GAP);
+        }
+    }
+    let mut pipe = redis::pipe();
+    for i in order {
+        let (id, payload) = &fields[i];
+        pipe.cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("id")
+            .arg(id)
+            .arg("payload")
+            .arg(payload)
+            .ignore();
+    }
+    let _: () = pipe.query_async(&mut c).await?;
+    assert_eq!(t.stream_len().await?, 2 * N);
+
+    let replicas = [t.start("admit-mailer")?, t.start("admit-mailer")?];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while t.stream_len().await? > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the stream did not empty: {} entries left, {} emails arrived",
+            t.stream_len().await?,
+            t.smtp.count()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Whatever was in a socket when the last entry was acknowledged has arrived.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = t.smtp.messages();
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    for m in &got {
+        *by_id.entry(message_id(m)).or_default() += 1;
+    }
+    let twice: Vec<(&String, &usize)> = by_id.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    let to: HashSet<String> = got.iter().map(|m| m.to.to_ascii_lowercase()).collect();
+    let missing = recipients.iter().filter(|r| !to.contains(*r)).count();
+    assert_eq!(missing, 0, "{missing} of {N} recipients got no email");
+    assert_eq!(got.len(), N);
+    assert_eq!(t.sent_count().await?, N as i64, "every record says sent");
+    // Both replicas took part.
+    for r in &replicas {
+        let log = r.log_text();
+        assert!(
+            log.contains("email sent"),
+            "a replica sent nothing: {}",
+            log.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+        );
+    }
+    Ok(())
+}

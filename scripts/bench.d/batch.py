@@ -464,22 +464,37 @@ def sink_counters(path):
     return (int(m[-1][0]), int(m[-1][1])) if m else (0, 0)
 
 
+def metrics_sum(urls):
+    """The outcomes of every replica added up, and each replica's; None while one
+    does not answer."""
+    each = [metric_sent(u) for u in urls]
+    if any(m is None for m in each):
+        return None, each
+    total = {}
+    for m in each:
+        for k, v in m.items():
+            total[k] = total.get(k, 0) + v
+    return total, each
+
+
 def cmd_mail(a):
-    # The sink was started for this mailer, which connects before this driver reads
+    # The sink was started for these mailers, which connect before this driver reads
     # anything: its counters start at zero.
     sink0 = (0, 0)
-    groups = {"mailer": [a.pid], "postgres": pg_pids(), "redis": procs_named("redis-server"),
+    groups = {"mailer": list(a.pid), "postgres": pg_pids(), "redis": procs_named("redis-server"),
               "sink": [a.sink_pid]}
     io0 = sink_io(a.sink_pid)
-    window = CpuWindow(groups, threads_of=a.pid)
+    window = CpuWindow(groups, threads_of=a.pid[0] if len(a.pid) == 1 else None)
     t0 = time.monotonic()
     polls = []
     first = None
     done = None
+    each = []
     while time.monotonic() - t0 < a.timeout:
-        m = metric_sent(a.metrics)
+        m, got = metrics_sum(a.metrics)
         now = time.monotonic()
         if m is not None:
+            each = got
             sent = m.get("sent", 0)
             polls.append((now, sent, m))
             if sent > 0 and first is None:
@@ -507,12 +522,14 @@ def cmd_mail(a):
         "sink_messages": sink1[1] - sink0[1], "sink_sessions": sink1[0] - sink0[0],
         "progress": [(round(t - t0, 2), s) for t, s, _ in polls[::10]],
         "cpu": cpu,
+        "replicas": len(a.metrics),
+        "sent_by_replica": [m.get("sent", 0) for m in each if m is not None],
     }
     with open(a.out, "w") as f:
         json.dump(out, f)
         f.write("\n")
-    print("phase B: {} emails sent in {:.2f} s after the first ({:.0f} emails/s){}".format(
-        end[1], end[0] - (first[0] if first else t0), rate or 0,
+    print("phase B ({} replica{}): {} emails sent in {:.2f} s after the first ({:.0f} emails/s){}".format(
+        len(a.metrics), "" if len(a.metrics) == 1 else "s", end[1], end[0] - (first[0] if first else t0), rate or 0,
         "" if done else " (target {} not reached)".format(a.target)), file=sys.stderr)
 
 
@@ -627,10 +644,11 @@ def main():
     lm.add_argument("--partner", required=True)
     lm.add_argument("--out", required=True)
     m = sub.add_parser("mail")
-    m.add_argument("--metrics", required=True)
+    m.add_argument("--metrics", required=True, action="append",
+                   help="a replica's /metrics (once per replica, in the order of --pid)")
     m.add_argument("--target", type=int, required=True)
     m.add_argument("--out", required=True)
-    m.add_argument("--pid", type=int, required=True)
+    m.add_argument("--pid", type=int, required=True, action="append")
     m.add_argument("--sink-pid", type=int, required=True)
     m.add_argument("--sink-log", required=True)
     m.add_argument("--timeout", type=float, default=300)

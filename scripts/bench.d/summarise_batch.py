@@ -13,7 +13,8 @@ import sys
 from summarise import add_anomalies, add_run_header, busy_note, write_section, fmt, fmt_ms, load_json, median, server_log
 
 GOAL_USERS_PER_S = 5000  # users registered per second (accounts committed, emails queued)
-GOAL_EMAILS_PER_S = 1000  # emails per second from admit-mailer into smtp-sink
+GOAL_MAIL_SHARE = 0.5  # admit-mailer's rate into smtp-sink ÷ smtp-source's into the same sink
+GOAL_MAILER_MIB = 50  # the mailer's peak resident size (VmHWM) under this load
 
 
 def fmt_n(v):
@@ -144,10 +145,45 @@ def read_round(d, users):
     if source and (source.get("status") or source.get("sink_counted") != source.get("messages")):
         r["anomalies"].append("smtp-source: status {}, the sink counted {} of {}".format(
             source.get("status"), source.get("sink_counted"), source.get("messages")))
-    warn, error, samples = server_log(os.path.join(d, "mailer.log"))
-    if warn or error:
-        r["anomalies"].append("admit-mailer log {} WARN / {} ERROR: {}".format(
-            warn, error, " | ".join("`{}`".format(s.replace("`", "'")[:200]) for s in samples[:2])))
+    r["mail_share"] = r["mail"] / r["source"] if r["mail"] and r["source"] else None
+    mem = load_json(os.path.join(d, "mailer-mem.json"), {}) or {}
+    r["mailer_mib"] = mem["VmHWM"] / 1024 if mem.get("VmHWM") else None
+    # Two replicas on what was left of the stream, into a fresh sink.
+    mail2 = load_json(os.path.join(d, "mail2.json"), {}) or {}
+    cpu2 = mail2.get("cpu") or {}
+    wall2 = cpu2.get("wall_s")
+    r["mail2"] = mail2.get("emails_per_s")
+    r["mail2_sent"] = mail2.get("sent")
+    r["mail2_by_replica"] = mail2.get("sent_by_replica") or []
+    r["mail2_outcomes"] = mail2.get("outcomes") or {}
+    r["mail2_ratio"] = r["mail2"] / r["mail"] if r["mail2"] and r["mail"] else None
+    r["mailers2_cores"] = per(cpu2.get("mailer_cpu_s"), wall2, 1)
+    r["mail2_pg_cores"] = per(cpu2.get("postgres_cpu_s"), wall2, 1)
+    r["sink2_cores"] = per(cpu2.get("sink_cpu_s"), wall2, 1)
+    r["mail2_busy_cores"] = per(cpu2.get("busy_cpu_s"), wall2, 1)
+    r["mail2_other"] = cpu2.get("other_cores")
+    r["mailers2_us"] = per(cpu2.get("mailer_cpu_s"), mail2.get("sent"))
+    r["mail2_pg_us"] = per(cpu2.get("postgres_cpu_s"), mail2.get("sent"))
+    r["mailer2_mib"] = []
+    for i in (1, 2):
+        m2 = load_json(os.path.join(d, "mailer2-%d-mem.json" % i), {}) or {}
+        r["mailer2_mib"].append(m2["VmHWM"] / 1024 if m2.get("VmHWM") else None)
+    db2 = load_json(os.path.join(d, "db-mailed2.json"), {}) or {}
+    r["mail2_db"] = db2.get("mail_by_status") or {}
+    if not mail2:
+        r["anomalies"].append("two mailers: no result (the driver failed)")
+    elif not mail2.get("reached"):
+        r["anomalies"].append("two mailers: {} sent of the {} wanted when the phase timed out".format(
+            mail2.get("sent"), mail2.get("target")))
+    bad2 = {k: v for k, v in r["mail2_outcomes"].items() if k != "sent"}
+    if bad2:
+        r["anomalies"].append("two mailers: outcomes other than sent: {}".format(bad2))
+    for name in ("mailer.log", "mailer2-1.log", "mailer2-2.log"):
+        warn, error, samples = server_log(os.path.join(d, name))
+        if warn or error:
+            r["anomalies"].append("admit-mailer ({}) log {} WARN / {} ERROR: {}".format(
+                name, warn, error,
+                " | ".join("`{}`".format(s.replace("`", "'")[:200]) for s in samples[:2])))
     return r
 
 
@@ -159,9 +195,10 @@ def cmd_round(d, users):
         parts.append("c={} {} users/s (p50 {} p99 {}; {} on the stream at the last response, all {} s "
                      "after it)".format(c, fmt_n(x["rate"]), fmt_s(x["p50"]), fmt_s(x["p99"]),
                                         fmt_n(x["on_stream"]), fmt(x["relay_after"], "{:.1f}")))
-    print("round {}: {}; bare PostgreSQL {} users/s; mailer {} emails/s (smtp-source {}/s); "
-          "write probe {} / {} ms a message".format(
-              r["round"], "; ".join(parts), fmt_n(r["limit"]), fmt_n(r["mail"]), fmt_n(r["source"]),
+    print("round {}: {}; bare PostgreSQL {} users/s; mailer {} emails/s, two replicas {} (smtp-source "
+          "{}/s); mailer VmHWM {} MiB; write probe {} / {} ms a message".format(
+              r["round"], "; ".join(parts), fmt_n(r["limit"]), fmt_n(r["mail"]), fmt_n(r["mail2"]),
+              fmt_n(r["source"]), fmt(r["mailer_mib"], "{:.1f}"),
               fmt(r["nagle_default"], "{:.1f}"), fmt(r["nagle_nodelay"], "{:.2f}")))
     for a in r["anomalies"]:
         print("  anomaly: " + a)
@@ -203,8 +240,12 @@ def cmd_section(d, out, o):
             med[(c, k)] = median(r["reg"][c][k] for r in rounds if c in r["reg"])
     for k in ("limit", "limit_ac", "limit_us", "mail", "mail_db_rate", "source", "nagle_default",
               "nagle_nodelay", "mailer_cores", "mail_pg_cores", "sink_cores", "mail_busy_cores",
-              "mailer_us", "mail_pg_us", "wire_bytes", "payload_len"):
+              "mailer_us", "mail_pg_us", "wire_bytes", "payload_len", "mail_share", "mailer_mib",
+              "mail2", "mail2_ratio", "mailers2_cores", "mail2_pg_cores", "sink2_cores",
+              "mail2_busy_cores", "mailers2_us", "mail2_pg_us"):
         med[k] = median(r[k] for r in rounds)
+    med["mailer2_mib"] = median(max((v for v in r["mailer2_mib"] if v is not None), default=None)
+                                for r in rounds)
     per_session = median(r["sink_messages"] / r["sink_sessions"] for r in rounds
                          if r["sink_messages"] and r["sink_sessions"])
 
@@ -235,11 +276,20 @@ def cmd_section(d, out, o):
                 lists, o.list, "one request at a time" if c == 1 else "{} requests in flight".format(c),
                 GOAL_USERS_PER_S, fmt_n(rate), fmt_n(med["limit"]),
                 met(None if rate is None else rate >= GOAL_USERS_PER_S)))
-    add("| emails/s from admit-mailer into smtp-sink | ≥ {:,} | {} (limit beside it: postfix's "
-        "smtp-source into the same sink, {}/s on {} connections) | {} |".format(
-            GOAL_EMAILS_PER_S, fmt_n(med["mail"]), fmt_n(med["source"]),
-            rounds[0]["source_sessions"] or "?",
-            met(None if med["mail"] is None else med["mail"] >= GOAL_EMAILS_PER_S)))
+    add("| emails/s from one admit-mailer into smtp-sink, as a share of postfix's smtp-source "
+        "into the same sink in the same round | ≥ {} | {} ({} emails/s; limit beside it: "
+        "smtp-source, {}/s on {} connections) | {} |".format(
+            GOAL_MAIL_SHARE, fmt(med["mail_share"], "{:.2f}"), fmt_n(med["mail"]),
+            fmt_n(med["source"]), rounds[0]["source_sessions"] or "?",
+            met(None if med["mail_share"] is None else med["mail_share"] >= GOAL_MAIL_SHARE)))
+    add("| emails/s from two admit-mailer replicas on the same stream into smtp-sink | beside one "
+        "replica | {} ({}× one replica's {}) | n/a |".format(
+            fmt_n(med["mail2"]), fmt(med["mail2_ratio"], "{:.2f}"), fmt_n(med["mail"])))
+    add("| admit-mailer's peak resident size (VmHWM) under this load | < {} MiB | {} MiB (one "
+        "replica; the larger of two replicas: {} MiB) | {} |".format(
+            GOAL_MAILER_MIB, fmt(med["mailer_mib"], "{:.1f}"), fmt(med["mailer2_mib"], "{:.1f}"),
+            met(None if med["mailer_mib"] is None else
+                med["mailer_mib"] < GOAL_MAILER_MIB and (med["mailer2_mib"] or 0) < GOAL_MAILER_MIB)))
     add("")
     add("### Where the time goes (medians)")
     add("")
@@ -290,6 +340,16 @@ def cmd_section(d, out, o):
             sessions_note,
             fmt(med["nagle_default"], "{:.1f}"),
             fmt(med["nagle_nodelay"], "{:.2f}"), fmt_n(med["mail_db_rate"])))
+    add("- **Two mailer replicas.** Together {} emails/s ({}× one replica's rate in the same "
+        "rounds): the two admit-mailer processes used {} cores, PostgreSQL {}, smtp-sink {}, the "
+        "machine {} of its {} cores ({} µs of mailer CPU and {} µs of PostgreSQL CPU per email). "
+        "The replicas share the machine's cores with each other, PostgreSQL and the sink, so a "
+        "second replica adds sessions and batches in flight, not CPU.".format(
+            fmt_n(med["mail2"]), fmt(med["mail2_ratio"], "{:.2f}"),
+            fmt(med["mailers2_cores"], "{:.2f}"), fmt(med["mail2_pg_cores"], "{:.2f}"),
+            fmt(med["sink2_cores"], "{:.2f}"), fmt(med["mail2_busy_cores"], "{:.2f}"),
+            nproc if nproc is not None else "?",
+            fmt(med["mailers2_us"], "{:.0f}"), fmt(med["mail2_pg_us"], "{:.0f}")))
     add("")
     add("### Rounds")
     add("")
@@ -297,8 +357,9 @@ def cmd_section(d, out, o):
     for c in cs:
         head += ["users/s c={}".format(c), "p50", "p99", "on the stream at the last response",
                  "all on it after"]
-    head += ["bare PostgreSQL users/s", "mailer emails/s", "smtp-source emails/s",
-             "write probe ms (Nagle / no delay)", "other load (cores): {} / mailer".format(
+    head += ["bare PostgreSQL users/s", "mailer emails/s", "two mailers emails/s",
+             "smtp-source emails/s", "mailer ÷ smtp-source", "mailer VmHWM MiB (one / two)",
+             "write probe ms (Nagle / no delay)", "other load (cores): {} / mailer / two mailers".format(
                  " / ".join("c={}".format(c) for c in cs))]
     add("| " + " | ".join(head) + " |")
     add("| --- | " + " | ".join("--:" for _ in head[1:]) + " |")
@@ -309,10 +370,13 @@ def cmd_section(d, out, o):
             row += [fmt_n(x.get("rate")), fmt_s(x.get("p50")), fmt_s(x.get("p99")),
                     fmt_n(x.get("on_stream")),
                     "{} s".format(fmt(x.get("relay_after"), "{:.1f}"))]
-        row += [fmt_n(r["limit"]), fmt_n(r["mail"]), fmt_n(r["source"]),
+        row += [fmt_n(r["limit"]), fmt_n(r["mail"]), fmt_n(r["mail2"]), fmt_n(r["source"]),
+                fmt(r["mail_share"], "{:.2f}"),
+                "{} / {}".format(fmt(r["mailer_mib"], "{:.1f}"),
+                                 " + ".join(fmt(v, "{:.1f}") for v in r["mailer2_mib"])),
                 "{} / {}".format(fmt(r["nagle_default"], "{:.1f}"), fmt(r["nagle_nodelay"], "{:.2f}")),
                 " / ".join([fmt((r["reg"].get(c) or {}).get("other_cores"), "{:.2f}") for c in cs]
-                           + [fmt(r["mail_other"], "{:.2f}")])]
+                           + [fmt(r["mail_other"], "{:.2f}"), fmt(r["mail2_other"], "{:.2f}")])]
         add("| " + " | ".join(row) + " |")
     row = ["**median**"]
     for c in cs:
@@ -320,7 +384,9 @@ def cmd_section(d, out, o):
                 "**{}**".format(fmt_s(med[(c, "p99")])), fmt_n(med[(c, "on_stream")]),
                 "{} s".format(fmt(med[(c, "relay_after")], "{:.1f}"))]
     row += ["**{}**".format(fmt_n(med["limit"])), "**{}**".format(fmt_n(med["mail"])),
-            "**{}**".format(fmt_n(med["source"])),
+            "**{}**".format(fmt_n(med["mail2"])), "**{}**".format(fmt_n(med["source"])),
+            "**{}**".format(fmt(med["mail_share"], "{:.2f}")),
+            "{} / {}".format(fmt(med["mailer_mib"], "{:.1f}"), fmt(med["mailer2_mib"], "{:.1f}")),
             "{} / {}".format(fmt(med["nagle_default"], "{:.1f}"), fmt(med["nagle_nodelay"], "{:.2f}")), ""]
     add("| " + " | ".join(row) + " |")
     add("")
@@ -350,6 +416,7 @@ def cmd_section(d, out, o):
             "({}), `mail_messages` by status once it stopped: {}; {} messages in {} SMTP sessions "
             "at the sink, {} bytes a message on the "
             "wire, CPU (cores) admit-mailer {} / PostgreSQL {} / smtp-sink {} / machine {}; "
+            "two mailers: {} sent ({} by each), `mail_messages` by status once they stopped: {}; "
             "smtp-source: {} bytes of body{}".format(
                 r["round"], "; ".join(regs), fmt(r["limit_us"], "{:.0f}"), fmt_n(r["limit_ac"]),
                 ", ".join("{} {:.0f} ms".format(k, v) for k, v in r["limit_steps"].items()
@@ -357,8 +424,9 @@ def cmd_section(d, out, o):
                 r["mail_sent"], kv(r["mail_outcomes"]), kv(r["mail_db"]), r["sink_messages"],
                 r["sink_sessions"], r["wire_bytes"], fmt(r["mailer_cores"], "{:.2f}"),
                 fmt(r["mail_pg_cores"], "{:.2f}"), fmt(r["sink_cores"], "{:.2f}"),
-                fmt(r["mail_busy_cores"], "{:.2f}"), r["source_bytes"],
-                busy_note(r["quiet"])))
+                fmt(r["mail_busy_cores"], "{:.2f}"), r["mail2_sent"],
+                " / ".join(str(v) for v in r["mail2_by_replica"]) or "n/a", kv(r["mail2_db"]),
+                r["source_bytes"], busy_note(r["quiet"])))
     anomalies = ["round {}: {}".format(r["round"], a) for r in rounds for a in r["anomalies"]]
     add_anomalies(add, anomalies)
     add("")
@@ -402,10 +470,16 @@ def cmd_section(d, out, o):
         "(`mailer_deliveries_total{{outcome=\"sent\"}}`) every 0.1 s; emails/s = the emails sent "
         "between the first poll that saw one and the poll that saw {e:,} ÷ the time between "
         "them; then the mailer is stopped. The mailer's `mail_messages` records (`sent`, "
-        "first to last `sent_at`) and the sink's own count are the cross-checks.".format(
+        "first to last `sent_at`) and the sink's own count are the cross-checks. Its peak "
+        "resident size is `VmHWM` of `/proc/PID/status` when it is stopped.".format(
             u=o.users, mc=o.mail_concurrency, sp=o.smtp_pool, bw=o.mail_window_ms, e=o.emails))
+    add("   - **Two mailer replicas.** A fresh `smtp-sink`, then two `admit-mailer` processes "
+        "(two consumers of the group, the same settings) on what is left of the stream; "
+        "`batch.py mail` adds up their `/metrics` and measures the same way until {e:,} more "
+        "emails are sent.".format(e=o.emails))
     add("   - **The sink's limit.** postfix's `smtp-source -d -s {s}` sends {n:,} messages "
-        "over {s} reused connections (the mailer's pool size) into the same sink, with bodies "
+        "over {s} reused connections (the mailer's pool size) into the same sink (the "
+        "second one), with bodies "
         "the size the mailer's emails had on the wire: the rate this sink takes from a client "
         "that only sends.".format(s=rounds[0]["source_sessions"] or 8, n=o.source))
     add("   - **The SMTP write-pattern probe.** `batch.py nagle`: 40 transactions on one "

@@ -39,7 +39,7 @@ impl MailStatus {
     }
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = mail_messages)]
 pub struct MailRow {
     pub id: String,
@@ -192,19 +192,24 @@ pub struct Wanted {
     pub recipient: String,
 }
 
-/// [`claim`] for a batch, one claim per message in order. Messages seen for the first
-/// time (nearly all of them) are looked up and recorded as taken in two statements
-/// whatever their number; a message the mailer has a record of is claimed with the
-/// conditional update, one by one. A message twice in the batch is taken once (the
-/// second is `Busy`). If another replica recorded one of the new messages between the
-/// look-up and the insert, every new message of the batch is `Busy`: the ones this
-/// insert recorded stay leased to nobody until `lease_until`, then come back.
+/// [`claim`] for a batch, one claim per message in order. A message twice in the batch
+/// is taken once (the second is `Busy`).
+///
+/// On PostgreSQL the batch is claimed in one statement (see `claim_many_pg`), its own
+/// transaction when called outside [`crate::Db::write`]. On SQLite (one process, under
+/// its write lock; call it inside [`crate::Db::write`]) messages seen for the first time
+/// are looked up and recorded as taken in two statements whatever their number, and a
+/// message the mailer has a record of is claimed with the conditional update, one by
+/// one.
 pub fn claim_many(
     conn: &mut AnyConnection,
     wanted: &[Wanted],
     now: NaiveDateTime,
     lease_until: NaiveDateTime,
 ) -> Result<Vec<Claim>, StoreError> {
+    if let AnyConnection::Pg(c) = conn {
+        return claim_many_pg(c, wanted, now, lease_until);
+    }
     let ids: Vec<&str> = wanted.iter().map(|w| w.id.as_str()).collect();
     let mut known: HashMap<String, MailRow> = HashMap::new();
     for chunk in ids.chunks(crate::INSERT_CHUNK) {
@@ -249,6 +254,8 @@ pub fn claim_many(
                 .execute(c)?,
         };
     }
+    // Only the embedded database (one writer) comes here; a raced insert would leave
+    // the messages it recorded leased to nobody until `lease_until`.
     let raced = inserted != fresh.len();
     let mut fresh: HashMap<String, MailRow> =
         fresh.into_iter().map(|r| (r.id.clone(), r)).collect();
@@ -310,3 +317,185 @@ fn claim_known(
         Ok(Claim::Busy)
     }
 }
+
+/// [`claim_many`] on PostgreSQL: the whole batch in one statement, which is its own
+/// transaction when called outside [`crate::Db::write`]. New messages are inserted as
+/// taken; a message the mailer has a record of is taken by the same statement's
+/// `ON CONFLICT … DO UPDATE … WHERE` (not sent or dead, not leased to a live sender,
+/// its retry due), evaluated on the row's latest committed version under its row
+/// lock, so two replicas racing for one message (a duplicate on the stream, or a
+/// take-over) get it once. Rows are taken in id order, as every replica takes them:
+/// two never wait on each other's rows in opposite orders. The messages it did not
+/// take are looked up again only if there are any, to tell sent or dead (`Done`)
+/// from held (`Busy`).
+fn claim_many_pg(
+    c: &mut diesel::PgConnection,
+    wanted: &[Wanted],
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+) -> Result<Vec<Claim>, StoreError> {
+    use diesel::sql_types::{Array, Text, Timestamp};
+    // Each message once: one statement may not change a row twice.
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut unique: Vec<&Wanted> = wanted
+        .iter()
+        .filter(|w| seen.insert(w.id.as_str()))
+        .collect();
+    unique.sort_by(|a, b| a.id.cmp(&b.id));
+    let ids: Vec<&str> = unique.iter().map(|w| w.id.as_str()).collect();
+    let kinds: Vec<&str> = unique.iter().map(|w| w.kind.as_str()).collect();
+    let recipients: Vec<&str> = unique.iter().map(|w| w.recipient.as_str()).collect();
+    let taken: Vec<MailRow> = diesel::sql_query(CLAIM_PG)
+        .bind::<Array<Text>, _>(&ids)
+        .bind::<Array<Text>, _>(&kinds)
+        .bind::<Array<Text>, _>(&recipients)
+        .bind::<Timestamp, _>(now)
+        .bind::<Timestamp, _>(lease_until)
+        .load(c)?;
+    let mut taken: HashMap<String, MailRow> =
+        taken.into_iter().map(|r| (r.id.clone(), r)).collect();
+    let left: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| !taken.contains_key(*id))
+        .collect();
+    let done: HashSet<String> = if left.is_empty() {
+        HashSet::new()
+    } else {
+        mail_messages::table
+            .filter(mail_messages::id.eq_any(&left))
+            .filter(
+                mail_messages::status
+                    .eq_any([MailStatus::Sent.as_str(), MailStatus::Dead.as_str()]),
+            )
+            .select(mail_messages::id)
+            .load::<String>(c)?
+            .into_iter()
+            .collect()
+    };
+    let mut first: HashSet<&str> = HashSet::new();
+    Ok(wanted
+        .iter()
+        .map(|w| {
+            if !first.insert(w.id.as_str()) {
+                Claim::Busy
+            } else if let Some(row) = taken.remove(&w.id) {
+                Claim::Mine(row)
+            } else if done.contains(&w.id) {
+                Claim::Done
+            } else {
+                Claim::Busy
+            }
+        })
+        .collect())
+}
+
+/// The claim of a batch ($1 ids, $2 kinds, $3 recipients, $4 now, $5 the lease's end);
+/// returns the rows taken. The conditions are [`claim_known`]'s.
+const CLAIM_PG: &str = "\
+INSERT INTO mail_messages AS m \
+    (id, kind, recipient, status, attempts, last_error, next_attempt_at, created_at, updated_at, sent_at) \
+SELECT w.id, w.kind, w.recipient, 'processing', 0, NULL::text, $5, $4, $4, NULL::timestamp \
+FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS w(id, kind, recipient, n) \
+ORDER BY w.n \
+ON CONFLICT (id) DO UPDATE \
+    SET status = 'processing', next_attempt_at = EXCLUDED.next_attempt_at, updated_at = EXCLUDED.updated_at \
+    WHERE (m.status = 'processing' AND m.next_attempt_at < EXCLUDED.updated_at) \
+       OR (m.status NOT IN ('processing', 'sent', 'dead') \
+           AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= EXCLUDED.updated_at)) \
+RETURNING m.id, m.kind, m.recipient, m.status, m.attempts, m.last_error, m.next_attempt_at, \
+    m.created_at, m.updated_at, m.sent_at";
+
+/// A failed send to record: `failed` with the time of its next try, or `dead` when
+/// `next_attempt_at` is `None`.
+#[derive(Debug, Clone)]
+pub struct Failed {
+    pub id: String,
+    pub error: String,
+    pub next_attempt_at: Option<NaiveDateTime>,
+}
+
+/// Records the outcomes of many sends: [`mark_sent_many`] for `sent`, [`mark_failed`]
+/// for each of `failed` (a late failure never undoes a success). A message named twice
+/// is recorded once, sent if either says so.
+///
+/// On PostgreSQL this is one statement, its own transaction when called outside
+/// [`crate::Db::write`], committed without waiting for its WAL to reach the disk
+/// ([`commit_without_flush`], for this transaction only): the mailer records what the
+/// relay already accepted, and a database crash that forgets the last few hundred
+/// milliseconds of such records sends those messages again, never loses one. On
+/// SQLite call it inside [`crate::Db::write`].
+pub fn record_outcomes(
+    conn: &mut AnyConnection,
+    sent: &[String],
+    failed: &[Failed],
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    let sent_ids: HashSet<&str> = sent.iter().map(String::as_str).collect();
+    let mut failures: HashMap<&str, &Failed> = HashMap::new();
+    for f in failed {
+        if !sent_ids.contains(f.id.as_str()) {
+            failures.insert(f.id.as_str(), f);
+        }
+    }
+    match conn {
+        AnyConnection::Pg(c) => {
+            use diesel::sql_types::{Array, Nullable, Text, Timestamp};
+            let mut rows: Vec<(&str, &str, Option<&str>, Option<NaiveDateTime>)> = sent_ids
+                .iter()
+                .map(|id| (*id, MailStatus::Sent.as_str(), None, None))
+                .chain(failures.values().map(|f| {
+                    let status = match f.next_attempt_at {
+                        Some(_) => MailStatus::Failed,
+                        None => MailStatus::Dead,
+                    };
+                    (
+                        f.id.as_str(),
+                        status.as_str(),
+                        Some(f.error.as_str()),
+                        f.next_attempt_at,
+                    )
+                }))
+                .collect();
+            if rows.is_empty() {
+                return Ok(());
+            }
+            rows.sort_by(|a, b| a.0.cmp(b.0));
+            let ids: Vec<&str> = rows.iter().map(|r| r.0).collect();
+            let statuses: Vec<&str> = rows.iter().map(|r| r.1).collect();
+            let errors: Vec<Option<&str>> = rows.iter().map(|r| r.2).collect();
+            let next: Vec<Option<NaiveDateTime>> = rows.iter().map(|r| r.3).collect();
+            diesel::sql_query(RECORD_PG)
+                .bind::<Array<Text>, _>(&ids)
+                .bind::<Array<Text>, _>(&statuses)
+                .bind::<Array<Nullable<Text>>, _>(&errors)
+                .bind::<Array<Nullable<Timestamp>>, _>(&next)
+                .bind::<Timestamp, _>(now)
+                .execute(c)?;
+            Ok(())
+        }
+        AnyConnection::Sqlite(_) => {
+            let ids: Vec<String> = sent_ids.iter().map(|id| (*id).to_owned()).collect();
+            mark_sent_many(conn, &ids, now)?;
+            for f in failures.values() {
+                mark_failed(conn, &f.id, &f.error, f.next_attempt_at, now)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The record of a group of outcomes ($1 ids, $2 statuses, $3 errors, $4 next
+/// attempts, $5 now). `set_config(…, true)` holds for this statement's transaction,
+/// whose commit then does not wait for the disk.
+const RECORD_PG: &str = "\
+UPDATE mail_messages AS m SET \
+    status = u.status, \
+    attempts = m.attempts + 1, \
+    sent_at = CASE WHEN u.status = 'sent' THEN $5 ELSE m.sent_at END, \
+    last_error = u.error, \
+    next_attempt_at = u.next_at, \
+    updated_at = $5 \
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS cfg(v), \
+    unnest($1::text[], $2::text[], $3::text[], $4::timestamp[]) AS u(id, status, error, next_at) \
+WHERE m.id = u.id AND (u.status = 'sent' OR m.status <> 'sent')";

@@ -317,6 +317,88 @@ async fn a_batch_is_claimed_in_order_new_known_repeated_and_sent_alike() -> anyh
     Ok(())
 }
 
+/// The recorder's group commit, outside a transaction as the mailer runs it on
+/// PostgreSQL (one statement) and inside one on SQLite: sent, failed with a retry, dead;
+/// a message named sent and failed in one group is sent; a late failure never undoes a
+/// success.
+#[tokio::test]
+async fn a_group_of_outcomes_is_recorded_at_once() -> anyhow::Result<()> {
+    for (backend, tdb) in TestDatabase::each()? {
+        let db = tdb.db()?;
+        let now = admit_store::now();
+        let lease = now + Duration::seconds(60);
+        let batch: Vec<Wanted> = ["s", "f", "d", "both", "late"]
+            .iter()
+            .map(|id| Wanted {
+                id: (*id).to_owned(),
+                kind: "welcome".into(),
+                recipient: format!("{id}@example.com"),
+            })
+            .collect();
+        db.write(move |c| mail::claim_many(c, &batch, now, lease))
+            .await?;
+        db.write(move |c| mail::mark_sent(c, "late", now)).await?;
+        let retry_at = now + Duration::seconds(10);
+        let failed = |id: &str, next| mail::Failed {
+            id: id.into(),
+            error: "421 busy".into(),
+            next_attempt_at: next,
+        };
+        let sent: Vec<String> = ["s", "both"].map(String::from).to_vec();
+        let failures = vec![
+            failed("f", Some(retry_at)),
+            failed("d", None),
+            failed("both", None),
+            failed("late", None),
+        ];
+        let record = move |c: &mut admit_store::AnyConnection| {
+            mail::record_outcomes(c, &sent, &failures, now)
+        };
+        match db.backend() {
+            admit_store::Backend::Postgres => db.run(record).await?,
+            admit_store::Backend::Sqlite => db.write(record).await?,
+        }
+        let row = |id: &'static str| {
+            let db = db.clone();
+            async move { db.run(move |c| mail::find(c, id)).await }
+        };
+        for (id, status, attempts) in [
+            ("s", MailStatus::Sent, 1),
+            ("both", MailStatus::Sent, 1),
+            ("f", MailStatus::Failed, 1),
+            ("d", MailStatus::Dead, 1),
+            ("late", MailStatus::Sent, 1),
+        ] {
+            let r = row(id).await?.expect("recorded");
+            assert_eq!(r.status(), status, "{backend}: {id}");
+            assert_eq!(r.attempts, attempts, "{backend}: {id}");
+        }
+        let f = row("f").await?.expect("recorded");
+        assert_eq!(f.next_attempt_at, Some(retry_at), "{backend}");
+        assert_eq!(f.last_error.as_deref(), Some("421 busy"), "{backend}");
+        assert!(row("s").await?.expect("recorded").sent_at.is_some());
+        // The retry is taken when due, not before.
+        let again = vec![Wanted {
+            id: "f".into(),
+            kind: "welcome".into(),
+            recipient: "f@example.com".into(),
+        }];
+        let early = again.clone();
+        let claims = db
+            .write(move |c| mail::claim_many(c, &early, now, lease))
+            .await?;
+        assert!(matches!(claims[..], [Claim::Busy]), "{backend}: {claims:?}");
+        let claims = db
+            .write(move |c| mail::claim_many(c, &again, retry_at, retry_at + Duration::seconds(60)))
+            .await?;
+        assert!(
+            matches!(claims[..], [Claim::Mine(ref r)] if r.attempts == 1),
+            "{backend}: {claims:?}"
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn expired_test_accounts_are_purged_with_their_contacts() -> anyhow::Result<()> {
     for (backend, tdb) in TestDatabase::each()? {
