@@ -471,6 +471,8 @@ impl Follower {
 }
 
 /// What a writer calls after a commit that may have revoked something.
+// One per process, behind an Arc: the size of the Redis variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Announcer {
     /// Nothing to tell: no replica answers from memory (the embedded default, where
     /// introspection reads the database).
