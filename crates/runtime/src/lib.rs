@@ -13,6 +13,7 @@ pub mod logging;
 pub mod methods;
 pub mod metrics;
 pub mod priority;
+pub mod revocations;
 pub mod selfcheck;
 pub mod settings;
 pub mod web;

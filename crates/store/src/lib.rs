@@ -23,6 +23,7 @@ pub mod partners;
 pub mod purge;
 pub mod quota;
 pub mod registrations;
+pub mod revocations;
 pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;

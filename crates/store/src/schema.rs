@@ -281,6 +281,16 @@ diesel::joinable!(contacts -> accounts (account_id));
 diesel::joinable!(identities -> accounts (account_id));
 diesel::joinable!(clients -> partners (partner_id));
 diesel::joinable!(api_keys -> partners (partner_id));
+diesel::table! {
+    revocation_log (seq) {
+        seq -> BigInt,
+        kind -> Text,
+        key -> Text,
+        expires_at -> Timestamp,
+        logged_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(auth_codes -> grants (grant_id));
 diesel::joinable!(refresh_tokens -> grants (grant_id));
 diesel::allow_tables_to_appear_in_same_query!(

@@ -88,6 +88,9 @@ pub struct AccountState {
     pub partner_limits: Arc<admit_runtime::limits::PartnerLimits>,
     /// The locks of partners' batches under a quota ([`quota`]).
     pub quota_locks: quota::Locks,
+    /// Told after a commit that revoked grants, before the answer (the oauth
+    /// replicas' revocation feed; off in the embedded default).
+    pub revocations: Arc<admit_runtime::revocations::Announcer>,
     created: prometheus::IntCounter,
 }
 
@@ -133,6 +136,7 @@ impl AccountState {
             admin_token: settings.internal.admin_token.expose_secret().to_owned(),
             resend_cooldown_secs: settings.account.resend_cooldown_secs,
             outbox_wake,
+            revocations: admit_runtime::revocations::Announcer::off(),
             created,
         })
     }
@@ -660,6 +664,7 @@ fn records(
 #[derive(Clone)]
 pub struct Purger {
     db: Db,
+    revocations: Arc<admit_runtime::revocations::Announcer>,
     passes: prometheus::IntCounterVec,
     accounts: prometheus::IntCounter,
     rows: prometheus::IntCounterVec,
@@ -690,10 +695,17 @@ impl Purger {
         metrics.register(&rows);
         Ok(Self {
             db,
+            revocations: admit_runtime::revocations::Announcer::off(),
             passes,
             accounts,
             rows,
         })
+    }
+
+    /// The purge told to `announcer` when it deleted accounts (their grants end).
+    pub fn announcing(mut self, announcer: Arc<admit_runtime::revocations::Announcer>) -> Self {
+        self.revocations = announcer;
+        self
     }
 
     /// One pass as of `now`; `None` when another replica held the purge lock.
@@ -712,6 +724,7 @@ impl Purger {
                     self.rows.with_label_values(&[table]).inc_by(*n as u64);
                 }
                 if purged.accounts > 0 {
+                    self.revocations.announce().await;
                     tracing::info!(accounts = purged.accounts, rows = ?purged.rows, "purged expired test accounts");
                 }
                 "done"
@@ -757,6 +770,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut state = AccountState::new(&settings, db.clone(), wake.clone(), &metrics)?;
     let redis = redis::Client::open(settings.redis.url.expose_secret())?;
     state.limiter = limit::Limiter::redis(redis, &settings.redis.prefix);
+    state.revocations = admit_runtime::revocations::Announcer::redis(
+        settings.redis.url.expose_secret(),
+        &settings.redis.prefix,
+    )?;
+    let announcer = state.revocations.clone();
     state.partner_limits = Arc::new(
         state
             .partner_limits
@@ -784,10 +802,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         metrics: relay_metrics,
     };
     let relay_task = tokio::spawn(relay.run(stop.clone()));
-    tokio::spawn(Purger::new(db.clone(), &metrics)?.run(
-        Duration::from_secs(settings.account.purge_every_secs.max(1)),
-        stop.clone(),
-    ));
+    tokio::spawn(
+        Purger::new(db.clone(), &metrics)?
+            .announcing(announcer)
+            .run(
+                Duration::from_secs(settings.account.purge_every_secs.max(1)),
+                stop.clone(),
+            ),
+    );
     tokio::spawn(selfcheck::LinkKeyCheck::new(Service::Account, &settings)?.run(stop.clone()));
     let readiness =
         admit_runtime::database::check(Readiness::new(), db.clone()).check("redis", move || {

@@ -352,6 +352,16 @@ async fn choose_password(
             })
         })
         .await;
+    if let Ok(Ok(Outcome::Done {
+        ended: (_, revoked),
+        ..
+    })) = &outcome
+    {
+        if *revoked > 0 {
+            // The grants ended on every oauth replica before the user hears of it.
+            state.revocations.announce().await;
+        }
+    }
     match outcome {
         Ok(Ok(Outcome::Done {
             account_id,

@@ -247,9 +247,15 @@ pub async fn keys(cmd: KeysCmd, settings: &Settings) -> anyhow::Result<()> {
 pub async fn purge(target: Target, settings: &Settings) -> anyhow::Result<()> {
     let db = target.db(settings)?;
     let metrics = admit_runtime::Metrics::new();
-    let purged = admit_account::Purger::new(db, &metrics)?
-        .pass(admit_store::now())
-        .await?;
+    let mut purger = admit_account::Purger::new(db.clone(), &metrics)?;
+    if db.backend() == admit_store::Backend::Postgres {
+        // The production topology: the oauth replicas hear of the grants it ends.
+        purger = purger.announcing(admit_runtime::revocations::Announcer::redis(
+            settings.redis.url.expose_secret(),
+            &settings.redis.prefix,
+        )?);
+    }
+    let purged = purger.pass(admit_store::now()).await?;
     let (value, human) = match purged {
         Some(p) => {
             let rows: serde_json::Map<String, serde_json::Value> = p

@@ -59,6 +59,8 @@ enum Outcome {
         refresh: Option<String>,
     },
     Refused(OAuthError),
+    /// A replay: the grant was revoked in the transaction.
+    Replayed(OAuthError),
 }
 
 /// The stored form of refresh token `token` of `grant`: its digest, expiring with the
@@ -129,7 +131,7 @@ pub async fn redeem(
                         c,
                         &replay_event(&origin, "authorization_code", &grant_id),
                     )?;
-                    return Ok(Outcome::Refused(replayed("authorization code", &grant_id)));
+                    return Ok(Outcome::Replayed(replayed("authorization code", &grant_id)));
                 }
                 Spend::Invalid => {
                     return Ok(Outcome::Refused(err(
@@ -203,7 +205,7 @@ pub async fn refresh(
                         c,
                         &replay_event(&origin, "refresh_token", &grant_id),
                     )?;
-                    return Ok(Outcome::Refused(replayed("refresh token", &grant_id)));
+                    return Ok(Outcome::Replayed(replayed("refresh token", &grant_id)));
                 }
                 Spend::Invalid => {
                     return Ok(Outcome::Refused(err(
@@ -245,6 +247,11 @@ async fn respond(
     let (grant, refresh) = match outcome {
         Outcome::Issued { grant, refresh } => (grant, refresh),
         Outcome::Refused(e) => return Err(e),
+        Outcome::Replayed(e) => {
+            // The revocation in force on every replica before the client hears of it.
+            state.announcer.announce().await;
+            return Err(e);
+        }
     };
     let ttl = i64::from(client.access_ttl_secs.max(1));
     let access_token = sign(

@@ -19,6 +19,7 @@ pub mod code;
 pub mod internal;
 pub mod introspect;
 pub mod keys;
+pub mod memo;
 pub mod token;
 
 use actix_web::{web, HttpResponse};
@@ -50,6 +51,35 @@ pub async fn state_with_limits(
     stop: CancellationToken,
     limits: Arc<PartnerLimits>,
 ) -> anyhow::Result<web::Data<TokenState>> {
+    state_with(settings, db, stop, limits, None).await
+}
+
+/// [`state_with_limits`] with the revocation feed of the production topology: a
+/// view of what is revoked kept current through Redis, and an announcer for this
+/// service's own revocations (`None`: introspection reads the database).
+pub async fn state_with(
+    settings: &Settings,
+    db: Db,
+    stop: CancellationToken,
+    limits: Arc<PartnerLimits>,
+    feed: Option<admit_runtime::revocations::Feed>,
+) -> anyhow::Result<web::Data<TokenState>> {
+    use admit_runtime::revocations::{self, Announcer, View};
+    let (view, announcer) = match feed {
+        Some(feed) => {
+            let view = View::new()?;
+            let announcer =
+                Announcer::redis(settings.redis.url.expose_secret(), &settings.redis.prefix)?;
+            tokio::spawn(revocations::follow(
+                view.clone(),
+                db.clone(),
+                feed,
+                stop.clone(),
+            ));
+            (Some(view), announcer)
+        }
+        None => (None, Announcer::off()),
+    };
     let kek = keys::Kek::from_base64(settings.oauth.key_encryption_key.expose_secret())?;
     let alg = keys::algorithm(&settings.oauth.signing_alg)?;
     let keys = keys::KeyRing::load(db.clone(), kek, alg).await?;
@@ -73,6 +103,9 @@ pub async fn state_with_limits(
         default_access_ttl: settings.oauth.access_ttl_secs,
         clients: clients::ClientCache::default(),
         limits,
+        revocations: view,
+        announcer,
+        memo: memo::Memo::default(),
     }))
 }
 
@@ -88,6 +121,10 @@ async fn purge_revocations(db: Db, stop: CancellationToken) {
             .write(|c| {
                 let now = admit_store::now();
                 admit_store::partners::purge_revoked_tokens(c, now)?;
+                admit_store::revocations::purge_log(
+                    c,
+                    now - chrono::Duration::seconds(admit_runtime::revocations::LOG_KEEP_SECS),
+                )?;
                 admit_store::grants::purge_grants(c, now)
             })
             .await;
@@ -174,7 +211,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .with_redis(settings.redis.url.expose_secret(), &settings.redis.prefix)?,
     );
     metrics.register(limits.refusals());
-    let state = state_with_limits(&settings, db.clone(), stop.clone(), limits).await?;
+    let feed = admit_runtime::revocations::Feed::new(
+        settings.redis.url.expose_secret(),
+        &settings.redis.prefix,
+    )?;
+    let state = state_with(&settings, db.clone(), stop.clone(), limits, Some(feed)).await?;
+    if let Some(view) = &state.revocations {
+        let (checks, trusted) = view.metrics();
+        metrics.register(checks);
+        metrics.register(trusted);
+    }
     let readiness = admit_runtime::database::check(Readiness::new(), db.clone());
     let (routes, proxies) = (configure(state), admit_runtime::client::data(&settings));
     let started = admit_runtime::http::start(

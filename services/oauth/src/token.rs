@@ -36,6 +36,13 @@ pub struct TokenState {
     pub clients: crate::clients::ClientCache,
     /// The token endpoint's rate per client (`limits.*.token_requests_per_second`).
     pub limits: std::sync::Arc<admit_runtime::limits::PartnerLimits>,
+    /// What is revoked, in memory, trusted under a lease (production); `None`:
+    /// introspection reads the database per request (the embedded default).
+    pub revocations: Option<std::sync::Arc<admit_runtime::revocations::View>>,
+    /// Told after every revoking commit, before the answer.
+    pub announcer: std::sync::Arc<admit_runtime::revocations::Announcer>,
+    /// Verified tokens and grant ends, for introspection.
+    pub memo: crate::memo::Memo,
 }
 
 impl TokenState {
