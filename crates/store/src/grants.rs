@@ -21,7 +21,7 @@ pub struct SessionRow {
     pub revoked_at: Option<NaiveDateTime>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = grants)]
 pub struct GrantRow {
     pub id: String,
@@ -311,6 +311,60 @@ pub fn spend_refresh(
         Some(grant) => Ok(Spend::Won(token, grant)),
         None => Ok(Spend::Invalid),
     }
+}
+
+/// The one statement of [`rotate_refresh`]: spends the token if it is unspent,
+/// unexpired, `client_id`'s and of a live grant, and inserts the next token of that
+/// grant (expiring with the grant or at `$5`, whichever is first). The client and
+/// grant checks are in the `UPDATE`'s own `WHERE`, so a token that fails them is left
+/// as it was. Under READ COMMITTED a concurrent spender blocks on the row and then
+/// re-checks `used_at IS NULL` against the winner's committed version: it matches
+/// nothing, so there is one winner.
+const ROTATE_REFRESH_PG: &str = "\
+WITH spent AS (\
+    UPDATE refresh_tokens AS r SET used_at = $1 \
+    FROM grants AS g \
+    WHERE r.token_digest = $2 AND r.used_at IS NULL AND r.expires_at > $1 \
+      AND g.id = r.grant_id AND g.client_id = $3 \
+      AND g.revoked_at IS NULL AND g.expires_at > $1 \
+    RETURNING g.id, g.client_id, g.account_id, g.scope, g.nonce, g.auth_time, \
+              g.created_at, g.expires_at, g.revoked_at\
+), next AS (\
+    INSERT INTO refresh_tokens (token_digest, grant_id, created_at, expires_at, used_at) \
+    SELECT $4, id, $1, LEAST(expires_at, $5), NULL FROM spent\
+) \
+SELECT id, client_id, account_id, scope, nonce, auth_time, created_at, expires_at, revoked_at \
+FROM spent";
+
+/// The fast path of a refresh on PostgreSQL: spends refresh token `digest` presented
+/// by `client_id` and stores the next token of its grant (`next_digest`, lasting at
+/// most `ttl_secs`) in one autocommitted statement: one round trip, one commit.
+/// Returns the live grant when it won.
+///
+/// `None` when the statement changed nothing (unknown, spent, expired, another
+/// client's, or its grant revoked or ended), and always on SQLite: the caller then
+/// runs [`spend_refresh`] in a transaction, which tells those cases apart and revokes
+/// the grant of a spent token. Call it outside any transaction.
+pub fn rotate_refresh(
+    conn: &mut AnyConnection,
+    digest: &str,
+    client_id: &str,
+    next_digest: &str,
+    now: NaiveDateTime,
+    ttl_secs: i64,
+) -> Result<Option<GrantRow>, StoreError> {
+    use diesel::sql_types::{Text, Timestamp};
+    let AnyConnection::Pg(pg) = conn else {
+        return Ok(None);
+    };
+    Ok(diesel::sql_query(ROTATE_REFRESH_PG)
+        .bind::<Timestamp, _>(now)
+        .bind::<Text, _>(digest)
+        .bind::<Text, _>(client_id)
+        .bind::<Text, _>(next_digest)
+        .bind::<Timestamp, _>(now + chrono::Duration::seconds(ttl_secs))
+        .get_result::<GrantRow>(pg)
+        .optional()?)
 }
 
 /// The grant a refresh token belongs to, whether or not it is spent (revocation).

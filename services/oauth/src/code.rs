@@ -4,6 +4,9 @@
 //!
 //! Spending a code or a refresh token, and storing the next refresh token, is one
 //! transaction (see [`admit_store::grants`]): of concurrent presentations one wins.
+//! On PostgreSQL a refresh that wins is one statement ([`grants::rotate_refresh`]);
+//! only one that does not (a replay, an invalid token) or narrows the scope runs the
+//! transaction.
 //! A code or refresh token presented after it was spent revokes its grant: the
 //! refresh tokens stop working and introspection reports the access tokens inactive
 //! (RFC 9700 §4.5 and §4.14).
@@ -194,43 +197,62 @@ pub async fn refresh(
     let next = secret::generate("rt_");
     let origin = origin.clone();
     let refresh_ttl = state.refresh_ttl_secs;
+    let db = state.db.clone();
     let outcome = state
         .db
-        .write(move |c| {
+        .run(move |c| {
             let at = now();
-            let mut grant = match grants::spend_refresh(c, &digest, &client_id, at)? {
-                Spend::Won(_, grant) => grant,
-                Spend::Replayed { grant_id } => {
-                    admit_store::audit::insert(
-                        c,
-                        &replay_event(&origin, "refresh_token", &grant_id),
-                    )?;
-                    return Ok(Outcome::Replayed(replayed("refresh token", &grant_id)));
+            // The common case in one statement (PostgreSQL): an unspent token of this
+            // client, no narrowing. Anything else, and SQLite, takes the transaction
+            // below, which tells a replay from an invalid token and revokes the grant
+            // of a replayed one. A token only ever goes from unspent to spent, so what
+            // the transaction sees after a miss here is at least as spent as what the
+            // miss saw: a concurrent loser is always a replay.
+            if narrowed.is_none() {
+                let next_digest = secret::digest(&next);
+                if let Some(grant) =
+                    grants::rotate_refresh(c, &digest, &client_id, &next_digest, at, refresh_ttl)?
+                {
+                    return Ok(Outcome::Issued {
+                        grant,
+                        refresh: Some(next),
+                    });
                 }
-                Spend::Invalid => {
-                    return Ok(Outcome::Refused(err(
-                        400,
-                        "invalid_grant",
-                        "the refresh token is unknown, expired, revoked or not this client's",
-                    )))
-                }
-            };
-            if let Some(scope) = narrowed {
-                let granted: Vec<&str> = grant.scope.split(' ').collect();
-                let wanted: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
-                if let Some(extra) = wanted.iter().find(|s| !granted.contains(s)) {
-                    return Ok(Outcome::Refused(err(
-                        400,
-                        "invalid_scope",
-                        format!("{extra} was not granted"),
-                    )));
-                }
-                grant.scope = wanted.join(" ");
             }
-            grants::insert_refresh(c, &refresh_row(&next, &grant, at, refresh_ttl))?;
-            Ok(Outcome::Issued {
-                grant,
-                refresh: Some(next),
+            db.write_on(c, |c| {
+                let mut grant =
+                    match grants::spend_refresh(c, &digest, &client_id, at)? {
+                        Spend::Won(_, grant) => grant,
+                        Spend::Replayed { grant_id } => {
+                            admit_store::audit::insert(
+                                c,
+                                &replay_event(&origin, "refresh_token", &grant_id),
+                            )?;
+                            return Ok(Outcome::Replayed(replayed("refresh token", &grant_id)));
+                        }
+                        Spend::Invalid => return Ok(Outcome::Refused(err(
+                            400,
+                            "invalid_grant",
+                            "the refresh token is unknown, expired, revoked or not this client's",
+                        ))),
+                    };
+                if let Some(scope) = narrowed {
+                    let granted: Vec<&str> = grant.scope.split(' ').collect();
+                    let wanted: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+                    if let Some(extra) = wanted.iter().find(|s| !granted.contains(s)) {
+                        return Ok(Outcome::Refused(err(
+                            400,
+                            "invalid_scope",
+                            format!("{extra} was not granted"),
+                        )));
+                    }
+                    grant.scope = wanted.join(" ");
+                }
+                grants::insert_refresh(c, &refresh_row(&next, &grant, at, refresh_ttl))?;
+                Ok(Outcome::Issued {
+                    grant,
+                    refresh: Some(next),
+                })
             })
         })
         .await
