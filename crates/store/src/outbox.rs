@@ -155,13 +155,16 @@ pub fn release(conn: &mut AnyConnection, seqs: &[i64]) -> Result<usize, StoreErr
 /// PostgreSQL's lease: one statement for the whole batch. `FOR UPDATE SKIP LOCKED`
 /// takes the rows no other consumer is taking at this moment, and the outer
 /// conditions are checked again on the row as it is once locked, so two consumers
-/// never hold the same row.
-const PG_LEASE: &str = "UPDATE outbox SET lease_until = $1, deliveries = deliveries + 1 \
-     WHERE seq IN (SELECT seq FROM outbox WHERE topic = $2 AND published_at IS NULL \
-       AND (lease_until IS NULL OR lease_until < $3) ORDER BY seq LIMIT $4 \
-       FOR UPDATE SKIP LOCKED) \
-     AND published_at IS NULL AND (lease_until IS NULL OR lease_until < $3) \
-     RETURNING seq, message_id, topic, payload, created_at, lease_until, deliveries, published_at";
+/// never hold the same row. The picked rows are a materialized CTE: a subquery under
+/// `IN` may be run again by the plan, and return other rows past its `LIMIT`.
+const PG_LEASE: &str = "WITH picked AS MATERIALIZED (SELECT seq FROM outbox WHERE topic = $2 \
+       AND published_at IS NULL AND (lease_until IS NULL OR lease_until < $3) \
+       ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
+     UPDATE outbox SET lease_until = $1, deliveries = outbox.deliveries + 1 FROM picked \
+     WHERE outbox.seq = picked.seq \
+       AND outbox.published_at IS NULL AND (outbox.lease_until IS NULL OR outbox.lease_until < $3) \
+     RETURNING outbox.seq, outbox.message_id, outbox.topic, outbox.payload, outbox.created_at, \
+       outbox.lease_until, outbox.deliveries, outbox.published_at";
 
 /// Leases up to `limit` rows that are unpublished and not leased by someone else
 /// (or whose lease ran out) until `lease_until`, oldest first. Each row is taken
