@@ -631,12 +631,22 @@ async fn a_list_over_several_chunks_mixing_new_existing_failed_and_repeated_rows
                 "failed",
             ),
             2 => (
-                doc_001_user(&format!("broken-{i}-{tag}.example.com"), "PLAN-A", "NL", &employee),
+                doc_001_user(
+                    &format!("broken-{i}-{tag}.example.com"),
+                    "PLAN-A",
+                    "NL",
+                    &employee,
+                ),
                 "bad-address",
             ),
             3 if i >= 1000 => (users[i - 1000].clone(), "repeat"),
             _ => (
-                doc_001_user(&format!("new-{i}-{tag}@example.com"), "PLAN-A", "EN", &employee),
+                doc_001_user(
+                    &format!("new-{i}-{tag}@example.com"),
+                    "PLAN-A",
+                    "EN",
+                    &employee,
+                ),
                 "created",
             ),
         };
@@ -666,7 +676,11 @@ async fn a_list_over_several_chunks_mixing_new_existing_failed_and_repeated_rows
         match *kind {
             "repeat" => {
                 assert_eq!(res["status"], "created", "row {i}: {res}");
-                assert_eq!(res["account_id"], results[i - 1000]["account_id"], "row {i}");
+                assert_eq!(
+                    res["account_id"],
+                    results[i - 1000]["account_id"],
+                    "row {i}"
+                );
             }
             "bad-address" => assert_eq!(res["reasons"][0]["field"], "Email", "{res}"),
             "failed" => assert_eq!(res["reasons"][0]["field"], "BikePlanCode", "{res}"),
@@ -715,7 +729,11 @@ async fn a_list_over_several_chunks_mixing_new_existing_failed_and_repeated_rows
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["counts"], r["counts"]);
     assert_eq!(again["results"], r["results"]);
-    assert_eq!(table_counts(&t.tdb.url, &velo.id).await?, after, "a retry wrote rows");
+    assert_eq!(
+        table_counts(&t.tdb.url, &velo.id).await?,
+        after,
+        "a retry wrote rows"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(t.smtp.messages().len(), want, "a retry sent email");
     Ok(())

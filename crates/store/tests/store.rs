@@ -380,7 +380,13 @@ async fn concurrent_outbox_leases_hand_each_row_out_once() -> anyhow::Result<()>
                 loop {
                     let rows = db
                         .write(move |c| {
-                            outbox::lease(c, outbox::MAIL_TOPIC, 150, now, now + Duration::seconds(30))
+                            outbox::lease(
+                                c,
+                                outbox::MAIL_TOPIC,
+                                150,
+                                now,
+                                now + Duration::seconds(30),
+                            )
                         })
                         .await?;
                     if rows.is_empty() {
@@ -388,7 +394,9 @@ async fn concurrent_outbox_leases_hand_each_row_out_once() -> anyhow::Result<()>
                     }
                     let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
                     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "oldest first");
-                    assert!(rows.iter().all(|r| r.deliveries == 1 && r.lease_until.is_some()));
+                    assert!(rows
+                        .iter()
+                        .all(|r| r.deliveries == 1 && r.lease_until.is_some()));
                     mine.extend(seqs);
                 }
             }));
@@ -404,7 +412,9 @@ async fn concurrent_outbox_leases_hand_each_row_out_once() -> anyhow::Result<()>
         assert_eq!(leased, n, "{backend}: every row leased");
         // Leased rows are not handed out again before their lease runs out.
         let again = db
-            .write(move |c| outbox::lease(c, outbox::MAIL_TOPIC, 10, now, now + Duration::seconds(30)))
+            .write(move |c| {
+                outbox::lease(c, outbox::MAIL_TOPIC, 10, now, now + Duration::seconds(30))
+            })
             .await?;
         assert!(again.is_empty(), "{backend}");
     }
