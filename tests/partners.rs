@@ -612,7 +612,7 @@ async fn a_list_over_several_chunks_mixing_new_existing_failed_and_repeated_rows
     // malformed address; 13k+3 from 1,000 on → row i-1,000 again (a new user of an
     // earlier chunk: 1,000 ≡ 12 mod 13, so that row is new); anything else new.
     let n = 2_600;
-    let mut users = Vec::new();
+    let mut users: Vec<Value> = Vec::new();
     let mut kinds = Vec::new();
     for i in 0..n {
         let employee = format!("e{i}-{tag}");
