@@ -528,6 +528,217 @@ async fn document_001_lists_at_a_real_smtp_server() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Counts of the rows a batch writes, from the database.
+async fn table_counts(db_url: &str, partner_id: &str) -> anyhow::Result<[i64; 6]> {
+    use diesel::prelude::*;
+    use diesel::sql_types::{BigInt, Text};
+    #[derive(QueryableByName)]
+    struct Counts {
+        #[diesel(sql_type = BigInt)]
+        accounts: i64,
+        #[diesel(sql_type = BigInt)]
+        contacts: i64,
+        #[diesel(sql_type = BigInt)]
+        memberships: i64,
+        #[diesel(sql_type = BigInt)]
+        links: i64,
+        #[diesel(sql_type = BigInt)]
+        live_links: i64,
+        #[diesel(sql_type = BigInt)]
+        outbox: i64,
+    }
+    let mut c = diesel::PgConnection::establish(db_url)?;
+    let n: Counts = diesel::sql_query(
+        "SELECT (SELECT count(*) FROM accounts) AS accounts, \
+                (SELECT count(*) FROM contacts) AS contacts, \
+                (SELECT count(*) FROM memberships WHERE partner_id = $1) AS memberships, \
+                (SELECT count(*) FROM password_tokens) AS links, \
+                (SELECT count(DISTINCT account_id) FROM password_tokens WHERE used_at IS NULL) AS live_links, \
+                (SELECT count(*) FROM outbox) AS outbox",
+    )
+    .bind::<Text, _>(partner_id)
+    .get_result(&mut c)?;
+    Ok([
+        n.accounts,
+        n.contacts,
+        n.memberships,
+        n.links,
+        n.live_links,
+        n.outbox,
+    ])
+}
+
+/// A list of 2,600 users is three chunks on PostgreSQL (each written with `COPY`):
+/// new users, addresses another partner registered, unknown plan codes, malformed
+/// addresses, and rows of the first chunks repeated in later ones. Each row answers
+/// as it should, each user has one account, one membership and one live link, each
+/// address gets one email through the outbox, the stream and the mailer; the same
+/// list again creates and sends nothing.
+#[tokio::test]
+async fn a_list_over_several_chunks_mixing_new_existing_failed_and_repeated_rows(
+) -> anyhow::Result<()> {
+    let t = Topology::new(&[])?;
+    let account = t.start("admit-account")?;
+    let _mailer = t.start("admit-mailer")?;
+    let cli = |a: &[&str]| t.cli(a);
+    let velo = partner(
+        cli,
+        "Velo Lease",
+        "https://velo.example.com/",
+        "https://velo.example.com/cb",
+    )?;
+    let other = partner(
+        cli,
+        "Other Partner",
+        "https://other.example.com/",
+        "https://other.example.com/cb",
+    )?;
+    let url = format!("{}/receiver/APIv3/user.create", account.url);
+    let tag = unique("c");
+
+    let old: Vec<String> = (0..250)
+        .map(|i| format!("old-{i}-{tag}@example.com"))
+        .collect();
+    let first: Vec<Value> = old
+        .iter()
+        .enumerate()
+        .map(|(i, e)| doc_001_user(e, "PLAN-A", "EN", &format!("o{i}")))
+        .collect();
+    let (status, r) = post_json(&url, &other.api_key, &json!({"users": first}), &[]).await?;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["counts"]["created"], 250, "{}", r["counts"]);
+
+    // Row i: 13k → an existing address; 13k+1 → an unknown plan code; 13k+2 → a
+    // malformed address; 13k+3 from 1,000 on → row i-1,000 again (a new user of an
+    // earlier chunk: 1,000 ≡ 12 mod 13, so that row is new); anything else new.
+    let n = 2_600;
+    let mut users: Vec<Value> = Vec::new();
+    let mut kinds = Vec::new();
+    for i in 0..n {
+        let employee = format!("e{i}-{tag}");
+        let (user, kind) = match i % 13 {
+            0 => (
+                doc_001_user(&old[i / 13], "PLAN-B", "FR", &employee),
+                "existing",
+            ),
+            1 => (
+                doc_001_user(
+                    &format!("plan-{i}-{tag}@example.com"),
+                    "NO-SUCH-PLAN",
+                    "DE",
+                    &employee,
+                ),
+                "failed",
+            ),
+            2 => (
+                doc_001_user(
+                    &format!("broken-{i}-{tag}.example.com"),
+                    "PLAN-A",
+                    "NL",
+                    &employee,
+                ),
+                "bad-address",
+            ),
+            3 if i >= 1000 => (users[i - 1000].clone(), "repeat"),
+            _ => (
+                doc_001_user(
+                    &format!("new-{i}-{tag}@example.com"),
+                    "PLAN-A",
+                    "EN",
+                    &employee,
+                ),
+                "created",
+            ),
+        };
+        users.push(user);
+        kinds.push(kind);
+    }
+    let count = |k: &str| kinds.iter().filter(|x| **x == k).count();
+    let (created, existing, failed, bad, repeats) = (
+        count("created"),
+        count("existing"),
+        count("failed"),
+        count("bad-address"),
+        count("repeat"),
+    );
+    let before = table_counts(&t.tdb.url, &velo.id).await?;
+    let list = json!({ "users": users });
+    let (status, r) = post_json(&url, &velo.api_key, &list, &[]).await?;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["total"], n);
+    assert_eq!(
+        r["counts"],
+        json!({"created": created + repeats, "existing": existing, "failed": failed + bad})
+    );
+    let results = r["results"].as_array().context("results")?;
+    for (i, (res, kind)) in results.iter().zip(&kinds).enumerate() {
+        assert_eq!(res["index"], i, "{res}");
+        match *kind {
+            "repeat" => {
+                assert_eq!(res["status"], "created", "row {i}: {res}");
+                assert_eq!(
+                    res["account_id"],
+                    results[i - 1000]["account_id"],
+                    "row {i}"
+                );
+            }
+            "bad-address" => assert_eq!(res["reasons"][0]["field"], "Email", "{res}"),
+            "failed" => assert_eq!(res["reasons"][0]["field"], "BikePlanCode", "{res}"),
+            k => {
+                assert_eq!(res["status"], k, "row {i}: {res}");
+                assert!(res["account_id"].is_string(), "{res}");
+            }
+        }
+    }
+    let after = table_counts(&t.tdb.url, &velo.id).await?;
+    let (c, e, f) = (created as i64, existing as i64, failed as i64);
+    assert_eq!(
+        [
+            after[0] - before[0],
+            after[1] - before[1],
+            after[2] - before[2],
+            after[3] - before[3],
+            after[5] - before[5]
+        ],
+        // accounts, contacts, memberships, links, outbox emails
+        [c, c, c + e, c + e, c + e + f],
+        "rows written"
+    );
+    // Every account has one live link: the existing ones' older link (the other
+    // partner's welcome) was replaced, the new ones had none.
+    assert_eq!(after[4], 250 + c, "accounts with a live link");
+
+    // One email per address through the stream and the mailer (the existing
+    // addresses also had the other partner's welcome).
+    let want = 250 + created + existing + failed;
+    let mails = t.smtp.wait_for(want, Duration::from_secs(240));
+    assert_eq!(mails.len(), want, "emails at the SMTP server");
+    let got = by_recipient(&mails);
+    for (u, kind) in users.iter().zip(&kinds) {
+        let to = u["Email"].as_str().context("Email")?.to_ascii_lowercase();
+        let n = match *kind {
+            "bad-address" => None,
+            "existing" => Some(&2),
+            _ => Some(&1),
+        };
+        assert_eq!(got.get(&to), n, "{to} ({kind})");
+    }
+
+    // The same list again: the same answers; nothing created, nothing sent.
+    let (status, again) = post_json(&url, &velo.api_key, &list, &[]).await?;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["counts"], r["counts"]);
+    assert_eq!(again["results"], r["results"]);
+    assert_eq!(
+        table_counts(&t.tdb.url, &velo.id).await?,
+        after,
+        "a retry wrote rows"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(t.smtp.messages().len(), want, "a retry sent email");
+    Ok(())
+}
+
 #[tokio::test]
 async fn user_create_limits_and_idempotency_keys() -> anyhow::Result<()> {
     let p = Platform::embedded(&[])?;

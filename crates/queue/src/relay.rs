@@ -1,18 +1,24 @@
 //! The outbox relay: moves committed outbox rows onto the Redis Stream.
 //!
-//! Rows are leased before they are published, so several replicas of the account
-//! service relay each row once in the normal case; a relay that dies between
+//! Rows are taken before they are published (on PostgreSQL locked for the
+//! transaction that publishes and marks them, on SQLite leased), so several
+//! replicas of the account service relay each row once in the normal case; a
+//! relay that dies between
 //! publishing and marking leaves a duplicate on the stream, which the mailer's
 //! sent-record absorbs. When Redis is down rows simply wait in the outbox: sign-ups
 //! go on, and mail flows when Redis returns.
 
 use crate::redis::RedisQueue;
-use admit_store::{outbox, Db};
+use admit_store::{outbox, Backend, Db};
 use prometheus::{Gauge, IntCounter, IntGauge};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+/// The longest a relay waits for the queue to take a batch before it gives the
+/// batch's rows back (the lease it used to take was as long).
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Relay {
     pub db: Db,
@@ -66,6 +72,66 @@ impl Default for RelayMetrics {
 impl Relay {
     /// Publishes one batch; returns how many rows went out.
     pub async fn run_once(&self) -> Result<usize, crate::QueueError> {
+        if self.db.backend() == Backend::Postgres {
+            return self.run_once_locked().await;
+        }
+        self.run_once_leased().await
+    }
+
+    /// PostgreSQL: one transaction locks a batch (`FOR UPDATE SKIP LOCKED`, so
+    /// replicas take disjoint rows), publishes it and marks it published. A relay
+    /// that dies or loses the database before the commit leaves the rows
+    /// unpublished and unlocked for the next pass, which publishes them again (the
+    /// mailer's sent-record absorbs the duplicate), exactly as an expired lease did;
+    /// a publish that fails or outlasts [`PUBLISH_TIMEOUT`] rolls back at once.
+    async fn run_once_locked(&self) -> Result<usize, crate::QueueError> {
+        let topic = self.topic.clone();
+        let batch = self.batch as i64;
+        let queue = self.queue.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let outcome = self
+            .db
+            .write(move |conn| {
+                let Some(rows) = outbox::lock_unpublished(conn, &topic, batch, admit_store::now())?
+                else {
+                    return Ok(Err(crate::QueueError::Internal(
+                        "row locks need PostgreSQL".into(),
+                    )));
+                };
+                if rows.is_empty() {
+                    return Ok(Ok(0));
+                }
+                let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+                let messages: Vec<(String, String)> = rows
+                    .into_iter()
+                    .map(|r| (r.message_id, r.payload))
+                    .collect();
+                // On a thread of the blocking pool, not a worker: waiting here for
+                // Redis blocks no task.
+                let published = runtime.block_on(async {
+                    tokio::time::timeout(PUBLISH_TIMEOUT, queue.publish_batch(&messages))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(crate::QueueError::Unavailable(
+                                "publishing to the queue timed out".into(),
+                            ))
+                        })
+                });
+                if let Err(e) = published {
+                    // Nothing was written: the transaction only held the locks.
+                    return Ok(Err(e));
+                }
+                let n = outbox::mark_published(conn, &seqs, admit_store::now())?;
+                Ok(Ok(n))
+            })
+            .await?;
+        let n = outcome?;
+        self.metrics.published.inc_by(n as u64);
+        Ok(n)
+    }
+
+    /// SQLite: lease the batch, publish it, mark it published.
+    async fn run_once_leased(&self) -> Result<usize, crate::QueueError> {
         let topic = self.topic.clone();
         let batch = self.batch as i64;
         let rows = self

@@ -262,39 +262,148 @@ async fn a_dead_letter_keeps_its_message_and_is_revived_once() -> anyhow::Result
 
 #[tokio::test]
 async fn the_relay_keeps_rows_while_redis_is_unreachable() -> anyhow::Result<()> {
-    let tdb = TestDatabase::sqlite()?;
+    for (backend, tdb) in TestDatabase::each()? {
+        let db = tdb.db()?;
+        let e = Envelope::new(Notification::Welcome {
+            to: "x@example.com".into(),
+            account_id: "a".into(),
+            full_name: None,
+            username: None,
+            language: "en".into(),
+        });
+        let id = e.id.to_string();
+        db.write(move |c| outbox::enqueue(c, outbox::MAIL_TOPIC, &e))
+            .await?;
+        let unreachable = Arc::new(RedisQueue::new(RedisQueueConfig {
+            url: "redis://127.0.0.1:1".into(),
+            prefix: "nowhere".into(),
+            topic: outbox::MAIL_TOPIC.into(),
+            group: "mailer".into(),
+            consumer: "relay".into(),
+            claim_idle: IDLE,
+        })?);
+        let relay = Relay {
+            db: db.clone(),
+            queue: unreachable,
+            topic: outbox::MAIL_TOPIC.into(),
+            batch: 10,
+            wake: Arc::new(Notify::new()),
+            metrics: Default::default(),
+        };
+        assert!(relay.run_once().await.is_err(), "{backend}");
+        assert_eq!(
+            db.run(|c| outbox::count_unpublished(c, outbox::MAIL_TOPIC))
+                .await?,
+            1,
+            "{backend}: the row waits in the outbox"
+        );
+        // It is not held by the failed attempt: a relay that reaches Redis
+        // publishes it at once.
+        let fixture = Fixture {
+            name: backend,
+            db: db.clone(),
+            _tdb: tdb,
+            redis_prefix: Some(format!("admit-test-{}", uuid::Uuid::new_v4().simple())),
+            wake: Arc::new(Notify::new()),
+        };
+        let consumer = fixture.redis("mailer")?;
+        consumer.receive(1, Duration::from_millis(1)).await?;
+        let working = Relay {
+            db: db.clone(),
+            queue: fixture.redis("relay")?,
+            topic: outbox::MAIL_TOPIC.into(),
+            batch: 10,
+            wake: Arc::new(Notify::new()),
+            metrics: Default::default(),
+        };
+        assert_eq!(working.run_once().await?, 1, "{}", fixture.name);
+        let got = drain(consumer.as_ref(), 5).await?;
+        assert_eq!(got.len(), 1, "{backend}");
+        assert_eq!(id_of(&got[0].payload), id);
+        assert_eq!(
+            db.run(|c| outbox::count_unpublished(c, outbox::MAIL_TOPIC))
+                .await?,
+            0,
+            "{backend}"
+        );
+    }
+    Ok(())
+}
+
+/// Replicas of the account service relay the same PostgreSQL outbox at once (each
+/// batch locked, published and marked in one transaction): every message reaches
+/// the stream once, and every row ends published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_running_at_once_publish_each_row_once() -> anyhow::Result<()> {
+    let tdb = TestDatabase::postgres()?;
     let db = tdb.db()?;
-    let e = Envelope::new(Notification::Welcome {
-        to: "x@example.com".into(),
-        account_id: "a".into(),
-        full_name: None,
-        username: None,
-        language: "en".into(),
-    });
-    db.write(move |c| outbox::enqueue(c, outbox::MAIL_TOPIC, &e))
+    let n = 3_000;
+    let mails: Vec<Envelope> = (0..n)
+        .map(|i| {
+            Envelope::new(Notification::Welcome {
+                to: format!("r{i}@example.com"),
+                account_id: format!("a{i}"),
+                full_name: None,
+                username: None,
+                language: "en".into(),
+            })
+        })
+        .collect();
+    let ids: HashSet<String> = mails.iter().map(|e| e.id.to_string()).collect();
+    db.write(move |c| outbox::enqueue_many(c, outbox::MAIL_TOPIC, &mails))
         .await?;
-    let unreachable = Arc::new(RedisQueue::new(RedisQueueConfig {
-        url: "redis://127.0.0.1:1".into(),
-        prefix: "nowhere".into(),
-        topic: outbox::MAIL_TOPIC.into(),
-        group: "mailer".into(),
-        consumer: "relay".into(),
-        claim_idle: IDLE,
-    })?);
-    let relay = Relay {
+    let fixture = Fixture {
+        name: "redis/postgres",
         db: db.clone(),
-        queue: unreachable,
-        topic: outbox::MAIL_TOPIC.into(),
-        batch: 10,
+        _tdb: tdb,
+        redis_prefix: Some(format!("admit-test-{}", uuid::Uuid::new_v4().simple())),
         wake: Arc::new(Notify::new()),
-        metrics: Default::default(),
     };
-    assert!(relay.run_once().await.is_err());
+    let consumer = fixture.redis("mailer")?;
+    // The consumer group exists before anything is published.
+    consumer.receive(1, Duration::from_millis(1)).await?;
+    let mut tasks = Vec::new();
+    for r in 0..3 {
+        let relay = Relay {
+            db: fixture.db.clone(),
+            queue: fixture.redis(&format!("relay-{r}"))?,
+            topic: outbox::MAIL_TOPIC.into(),
+            batch: 100,
+            wake: fixture.wake.clone(),
+            metrics: Default::default(),
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut sent = 0;
+            loop {
+                match relay.run_once().await? {
+                    0 => return Ok::<_, admit_queue::QueueError>(sent),
+                    k => sent += k,
+                }
+            }
+        }));
+    }
+    let mut relayed = 0;
+    for t in tasks {
+        relayed += t.await??;
+    }
+    assert_eq!(relayed, n, "{}: rows marked published", fixture.name);
+    // Acknowledged as read, so that a slow read is not handed back as idle.
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let got = consumer.receive(500, WAIT).await?;
+        if got.is_empty() {
+            break;
+        }
+        consumer.ack_many(&got).await?;
+        seen.extend(got.iter().map(|d| id_of(&d.payload)));
+    }
+    let distinct: HashSet<String> = seen.iter().cloned().collect();
+    assert_eq!(seen.len(), n, "messages on the stream");
+    assert_eq!(distinct, ids, "each message once");
     assert_eq!(
         db.run(|c| outbox::count_unpublished(c, outbox::MAIL_TOPIC))
             .await?,
-        1,
-        "the row waits in the outbox"
+        0
     );
     Ok(())
 }

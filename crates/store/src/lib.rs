@@ -44,14 +44,22 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqli
 /// that a 10,000-row batch is a handful of statements.
 pub const INSERT_CHUNK: usize = 1_000;
 
-/// A multi-row `INSERT` of `$rows` into `$table` on either backend. diesel's
-/// `MultiConnection` cannot express batch inserts, so this dispatches to the
-/// concrete connection.
+/// Inserts `$rows` into `$table` on either backend, inside the caller's transaction:
+/// on PostgreSQL one `COPY … FROM STDIN (FORMAT binary)` (diesel's `copy_from`: no
+/// SQL text that grows with the rows, nothing to parse or plan per row, values sent
+/// in binary), on SQLite one multi-row `INSERT`. Either way the same constraints
+/// and indexes check every row: a taken unique value fails the statement, and the
+/// transaction rolls back whole. diesel's `MultiConnection` cannot express batch
+/// inserts, so this dispatches to the concrete connection. The row type must derive
+/// `Insertable` with `treat_none_as_default_value = false` (what `COPY` needs).
 #[macro_export]
 macro_rules! insert_rows {
     ($conn:expr, $table:expr, $rows:expr) => {
         match $conn {
-            $crate::AnyConnection::Pg(c) => diesel::insert_into($table).values($rows).execute(c),
+            $crate::AnyConnection::Pg(c) => {
+                use diesel::prelude::ExecuteCopyFromDsl as _;
+                diesel::copy_from($table).from_insertable($rows).execute(c)
+            }
             $crate::AnyConnection::Sqlite(c) => {
                 diesel::insert_into($table).values($rows).execute(c)
             }

@@ -13,7 +13,7 @@ use admit_domain::Envelope;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = outbox)]
 pub struct OutboxRow {
     pub seq: i64,
@@ -28,6 +28,7 @@ pub struct OutboxRow {
 
 #[derive(Insertable)]
 #[diesel(table_name = outbox)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewOutboxRow<'a> {
     message_id: &'a str,
     topic: &'a str,
@@ -72,6 +73,25 @@ pub fn unpublish(conn: &mut AnyConnection, seq: i64) -> Result<bool, StoreError>
     Ok(n == 1)
 }
 
+/// A message encoded for the outbox ([`encode`]), ready for [`enqueue_encoded`]:
+/// a batch encodes its emails before its transaction, not inside it.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub message_id: String,
+    pub payload: String,
+    pub created_at: NaiveDateTime,
+}
+
+/// Encodes a message for the outbox.
+pub fn encode(envelope: &Envelope) -> Result<Encoded, StoreError> {
+    Ok(Encoded {
+        message_id: envelope.id.to_string(),
+        payload: serde_json::to_string(envelope)
+            .map_err(|e| StoreError::Internal(format!("cannot encode message: {e}")))?,
+        created_at: envelope.created_at.naive_utc(),
+    })
+}
+
 /// Adds many messages with multi-row statements. Call inside the transaction of the
 /// change that causes them.
 pub fn enqueue_many(
@@ -81,19 +101,24 @@ pub fn enqueue_many(
 ) -> Result<(), StoreError> {
     let encoded = envelopes
         .iter()
-        .map(|e| {
-            serde_json::to_string(e)
-                .map(|payload| (e.id.to_string(), payload, e.created_at.naive_utc()))
-                .map_err(|e| StoreError::Internal(format!("cannot encode message: {e}")))
-        })
+        .map(encode)
         .collect::<Result<Vec<_>, _>>()?;
+    enqueue_encoded(conn, topic, &encoded)
+}
+
+/// [`enqueue_many`] of messages already encoded.
+pub fn enqueue_encoded(
+    conn: &mut AnyConnection,
+    topic: &str,
+    encoded: &[Encoded],
+) -> Result<(), StoreError> {
     let rows: Vec<NewOutboxRow> = encoded
         .iter()
-        .map(|(id, payload, at)| NewOutboxRow {
-            message_id: id,
+        .map(|m| NewOutboxRow {
+            message_id: &m.message_id,
             topic,
-            payload,
-            created_at: *at,
+            payload: &m.payload,
+            created_at: m.created_at,
             deliveries: 0,
         })
         .collect();
@@ -127,9 +152,26 @@ pub fn release(conn: &mut AnyConnection, seqs: &[i64]) -> Result<usize, StoreErr
     .execute(conn)?)
 }
 
+/// PostgreSQL's lease: one statement for the whole batch. `FOR UPDATE SKIP LOCKED`
+/// takes the rows no other consumer is taking at this moment, and the outer
+/// conditions are checked again on the row as it is once locked, so two consumers
+/// never hold the same row. The picked rows are a materialized CTE: a subquery under
+/// `IN` may be run again by the plan, and return other rows past its `LIMIT`.
+const PG_LEASE: &str = "WITH picked AS MATERIALIZED (SELECT seq FROM outbox WHERE topic = $2 \
+       AND published_at IS NULL AND (lease_until IS NULL OR lease_until < $3) \
+       ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
+     UPDATE outbox SET lease_until = $1, deliveries = outbox.deliveries + 1 FROM picked \
+     WHERE outbox.seq = picked.seq \
+       AND outbox.published_at IS NULL AND (outbox.lease_until IS NULL OR outbox.lease_until < $3) \
+     RETURNING outbox.seq, outbox.message_id, outbox.topic, outbox.payload, outbox.created_at, \
+       outbox.lease_until, outbox.deliveries, outbox.published_at";
+
 /// Leases up to `limit` rows that are unpublished and not leased by someone else
-/// (or whose lease ran out) until `lease_until`. Each row is taken with a
-/// conditional update, so two consumers never hold the same row.
+/// (or whose lease ran out) until `lease_until`, oldest first. Each row is taken
+/// with a conditional update, so two consumers never hold the same row: on
+/// PostgreSQL one `UPDATE … RETURNING` for the batch (the relay runs beside the
+/// load it relays, and a statement per row cost PostgreSQL more than the rows'
+/// inserts), on SQLite (one writer at a time) a look and an update per row.
 pub fn lease(
     conn: &mut AnyConnection,
     topic: &str,
@@ -137,6 +179,17 @@ pub fn lease(
     now: NaiveDateTime,
     lease_until: NaiveDateTime,
 ) -> Result<Vec<OutboxRow>, StoreError> {
+    if let AnyConnection::Pg(pg) = conn {
+        use diesel::sql_types::{BigInt, Text, Timestamp};
+        let mut rows: Vec<OutboxRow> = diesel::sql_query(PG_LEASE)
+            .bind::<Timestamp, _>(lease_until)
+            .bind::<Text, _>(topic)
+            .bind::<Timestamp, _>(now)
+            .bind::<BigInt, _>(limit)
+            .load(pg)?;
+        rows.sort_unstable_by_key(|r| r.seq);
+        return Ok(rows);
+    }
     let candidates: Vec<OutboxRow> = outbox::table
         .filter(outbox::topic.eq(topic))
         .filter(outbox::published_at.is_null())
@@ -173,6 +226,39 @@ pub fn lease(
         }
     }
     Ok(taken)
+}
+
+/// PostgreSQL only: locks up to `limit` unpublished, unleased rows of `topic`,
+/// oldest first, for the caller's transaction (`FOR UPDATE SKIP LOCKED`: rows
+/// another transaction holds are passed over, so concurrent relays take disjoint
+/// rows and none waits for another). The relay publishes them and marks them
+/// published in that same transaction: one write per row where a lease and then
+/// the mark were two. `None` on SQLite, which has no row locks (use [`lease`]).
+pub fn lock_unpublished(
+    conn: &mut AnyConnection,
+    topic: &str,
+    limit: i64,
+    now: NaiveDateTime,
+) -> Result<Option<Vec<OutboxRow>>, StoreError> {
+    let AnyConnection::Pg(pg) = conn else {
+        return Ok(None);
+    };
+    Ok(Some(
+        outbox::table
+            .filter(outbox::topic.eq(topic))
+            .filter(outbox::published_at.is_null())
+            .filter(
+                outbox::lease_until
+                    .is_null()
+                    .or(outbox::lease_until.lt(now)),
+            )
+            .order(outbox::seq.asc())
+            .limit(limit)
+            .select(OutboxRow::as_select())
+            .for_update()
+            .skip_locked()
+            .load(pg)?,
+    ))
 }
 
 pub fn count_unpublished(conn: &mut AnyConnection, topic: &str) -> Result<i64, StoreError> {

@@ -56,6 +56,7 @@ pub struct MembershipRow {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = registration_failures)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct FailureRow {
     pub partner_id: String,
     pub row_digest: String,
@@ -95,6 +96,20 @@ pub fn insert_password_tokens(
         )
         .set(password_tokens::used_at.eq(Some(now)))
         .execute(conn)?;
+        crate::insert_rows!(conn, password_tokens::table, chunk)?;
+    }
+    Ok(())
+}
+
+/// Adds the links of accounts created in the caller's transaction: they have no
+/// older links to retire, so this is the insert alone (no `UPDATE` that probes the
+/// links of every account for nothing). Links of accounts that existed before go
+/// through [`insert_password_tokens`].
+pub fn insert_new_accounts_password_tokens(
+    conn: &mut AnyConnection,
+    rows: &[PasswordTokenRow],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
         crate::insert_rows!(conn, password_tokens::table, chunk)?;
     }
     Ok(())

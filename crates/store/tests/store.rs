@@ -440,6 +440,69 @@ async fn expired_test_accounts_are_purged_with_their_contacts() -> anyhow::Resul
     Ok(())
 }
 
+/// The relay leases a batch with one statement on PostgreSQL: consumers leasing at
+/// the same moment (replicas of the relay) still get disjoint rows, oldest first,
+/// and together all of them.
+#[tokio::test]
+async fn concurrent_outbox_leases_hand_each_row_out_once() -> anyhow::Result<()> {
+    for (backend, tdb) in TestDatabase::each()? {
+        let db = tdb.db()?;
+        let n = 2_000;
+        let mails: Vec<Envelope> = (0..n)
+            .map(|i| welcome(&format!("l{i}@example.com")))
+            .collect();
+        db.write(move |c| outbox::enqueue_many(c, outbox::MAIL_TOPIC, &mails))
+            .await?;
+        let now = admit_store::now();
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let rows = db
+                        .write(move |c| {
+                            outbox::lease(
+                                c,
+                                outbox::MAIL_TOPIC,
+                                150,
+                                now,
+                                now + Duration::seconds(30),
+                            )
+                        })
+                        .await?;
+                    if rows.is_empty() {
+                        return Ok::<_, StoreError>(mine);
+                    }
+                    let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+                    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "oldest first");
+                    assert!(rows
+                        .iter()
+                        .all(|r| r.deliveries == 1 && r.lease_until.is_some()));
+                    mine.extend(seqs);
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await??);
+        }
+        let leased = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), leased, "{backend}: a row was leased twice");
+        assert_eq!(leased, n, "{backend}: every row leased");
+        // Leased rows are not handed out again before their lease runs out.
+        let again = db
+            .write(move |c| {
+                outbox::lease(c, outbox::MAIL_TOPIC, 10, now, now + Duration::seconds(30))
+            })
+            .await?;
+        assert!(again.is_empty(), "{backend}");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn batch_inserts_are_all_or_nothing_on_every_backend() -> anyhow::Result<()> {
     for (backend, tdb) in TestDatabase::each()? {

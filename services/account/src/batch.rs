@@ -24,8 +24,11 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use admit_domain::{secret, Email, Envelope, Notification, PartnerBrand};
 use admit_store::accounts::{self, AccountRow, ContactRow};
-use admit_store::registrations::{self, FailureRow, IdempotencyRow, MembershipRow, Reservation};
+use admit_store::registrations::{
+    self, FailureRow, IdempotencyRow, MembershipRow, PasswordTokenRow, Reservation,
+};
 use admit_store::{outbox, partners, AnyConnection, StoreError, INSERT_CHUNK};
+use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -150,6 +153,8 @@ struct Valid {
 
 struct Row {
     index: usize,
+    /// The digest of a failed row as sent (by which a retry of it is known); empty
+    /// for a valid row, which is known by its employee id or address instead.
     digest: String,
     email_raw: Option<String>,
     /// The normalised address, when `Email` is one (whether or not the row is valid).
@@ -177,7 +182,6 @@ fn row_digest(v: &Value) -> String {
 }
 
 fn parse_row(index: usize, v: &Value, plans: &HashSet<String>) -> Row {
-    let digest = row_digest(v);
     let empty = Map::new();
     let (m, mut reasons) = match v {
         Value::Object(m) => (m, Vec::new()),
@@ -252,6 +256,7 @@ fn parse_row(index: usize, v: &Value, plans: &HashSet<String>) -> Row {
                 .join(" "),
         ),
     };
+    let email_norm = email.as_ref().map(Email::normalized);
     let parsed = match (email, reasons.is_empty()) {
         (Some(email), true) => Ok(Valid {
             email,
@@ -269,10 +274,11 @@ fn parse_row(index: usize, v: &Value, plans: &HashSet<String>) -> Row {
         }),
         _ => Err(reasons),
     };
-    let email_norm = email_raw
-        .as_deref()
-        .and_then(|e| Email::parse(e).ok())
-        .map(|e| e.normalized());
+    let digest = if parsed.is_err() {
+        row_digest(v)
+    } else {
+        String::new()
+    };
     Row {
         index,
         digest,
@@ -287,19 +293,21 @@ fn parse_row(index: usize, v: &Value, plans: &HashSet<String>) -> Row {
 
 /// The users of the body, or the error of the whole request.
 fn users_of(body: &[u8], max: usize) -> Result<Vec<Value>, ApiError> {
-    let map = crate::signup::parse_body(body)?;
+    let mut map = crate::signup::parse_body(body)?;
     if let Some(key) = map.keys().find(|k| *k != "user" && *k != "users") {
         return Err(ApiError::invalid(
             key.as_str(),
             format!("{key} is not a field of this request: send {{\"user\": {{…}}}} or {{\"users\": […]}}"),
         ));
     }
-    match (map.get("user"), map.get("users")) {
+    // Taken out of the parsed body, not copied: a list of 10,000 users is some
+    // megabytes of values.
+    match (map.remove("user"), map.remove("users")) {
         (Some(_), Some(_)) => Err(ApiError::invalid(
             "users",
             "send either user or users, not both",
         )),
-        (Some(u), None) => Ok(vec![u.clone()]),
+        (Some(u), None) => Ok(vec![u]),
         (None, Some(Value::Array(list))) if list.is_empty() => {
             Err(ApiError::invalid("users", "the list is empty"))
         }
@@ -310,7 +318,7 @@ fn users_of(body: &[u8], max: usize) -> Result<Vec<Value>, ApiError> {
                 list.len()
             ),
         }),
-        (None, Some(Value::Array(list))) => Ok(list.clone()),
+        (None, Some(Value::Array(list))) => Ok(list),
         (None, Some(_)) => Err(ApiError::invalid("users", "expected a list of users")),
         (None, None) => Err(ApiError::invalid(
             "user",
@@ -479,21 +487,21 @@ async fn register(state: &AccountState, partner_id: &str, body: &[u8]) -> Result
             Ok((partner.brand(), plans))
         })
         .await?;
-    let rows: Vec<Row> = users
-        .iter()
-        .enumerate()
-        .map(|(i, v)| parse_row(i, v, &plans))
-        .collect();
-    drop(users);
     // Under a daily quota, the check and the writes hold the partner's lock, so two
     // batches cannot both take the last places (module `quota`).
     let _quota = match limits.daily_accounts {
         None => None,
         Some(_) => {
             let guard = state.quota_locks.of(&partner_id).lock_owned().await;
-            let mut new: Vec<String> = rows
+            let mut new: Vec<String> = users
                 .iter()
-                .filter_map(|r| r.parsed.as_ref().ok().map(|v| v.email.normalized()))
+                .enumerate()
+                .filter_map(|(i, v)| {
+                    parse_row(i, v, &plans)
+                        .parsed
+                        .ok()
+                        .map(|v| v.email.normalized())
+                })
                 .collect();
             new.sort_unstable();
             new.dedup();
@@ -509,27 +517,51 @@ async fn register(state: &AccountState, partner_id: &str, body: &[u8]) -> Result
         }
     };
 
-    let mut results: Vec<RowResult> = Vec::with_capacity(rows.len());
+    let total = users.len();
+    let mut results: Vec<RowResult> = Vec::with_capacity(total);
     let mut sent = 0usize;
-    let rows = Arc::new(rows);
+    let users = Arc::new(users);
+    let common = Arc::new(Common {
+        partner_id: partner_id.clone(),
+        brand,
+        link_key: state.link_key.clone(),
+        link_ttl_secs: state.link_ttl_secs,
+        plans,
+    });
+    // A chunk's rows are read, and what its new users need is made, on another
+    // thread while the chunk before it writes (`prepare`): the database and this
+    // service work at the same time even with one request in flight.
+    let prepare_chunk = |start: usize| {
+        let (users, common) = (users.clone(), common.clone());
+        let end = (start + INSERT_CHUNK).min(users.len());
+        tokio::task::spawn_blocking(move || prepare(&common, start, &users[start..end]))
+    };
+    let mut next = (total > 0).then(|| prepare_chunk(0));
     // The answer of every row so far by its keys, so that a row repeated later in
     // the list answers the same as its first occurrence.
     let mut earlier: Arc<HashMap<String, RowResult>> = Arc::new(HashMap::new());
-    for start in (0..rows.len()).step_by(INSERT_CHUNK) {
-        let end = (start + INSERT_CHUNK).min(rows.len());
+    for start in (0..total).step_by(INSERT_CHUNK) {
+        let end = (start + INSERT_CHUNK).min(total);
+        let prepared = match next.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| ApiError::Internal(format!("preparing a chunk failed: {e}")))?,
+            None => prepare(&common, start, &users[start..end]),
+        };
+        let prepared = Arc::new(prepared);
+        if end < total {
+            next = Some(prepare_chunk(end));
+        }
         let mut attempt = 0;
         let (chunk_results, chunk_sent, keys) = loop {
             let ctx = ChunkContext {
-                partner_id: partner_id.clone(),
-                brand: brand.clone(),
-                link_key: state.link_key.clone(),
-                link_ttl_secs: state.link_ttl_secs,
+                common: common.clone(),
                 earlier: earlier.clone(),
             };
-            let rows = rows.clone();
+            let prepared = prepared.clone();
             match state
                 .db
-                .write(move |c| register_chunk(c, &ctx, &rows[start..end]))
+                .write(move |c| register_chunk(c, &ctx, &prepared.0, &prepared.1))
                 .await
             {
                 // Another request registered one of these users at the same moment
@@ -581,13 +613,89 @@ async fn register(state: &AccountState, partner_id: &str, body: &[u8]) -> Result
         .map_err(|e| ApiError::Internal(format!("cannot encode the response: {e}")))
 }
 
-struct ChunkContext {
+/// What every chunk of a request shares.
+struct Common {
     partner_id: String,
     brand: PartnerBrand,
     link_key: Vec<u8>,
     link_ttl_secs: i64,
+    /// The partner's plan codes.
+    plans: HashSet<String>,
+}
+
+struct ChunkContext {
+    common: Arc<Common>,
     /// Answers of the earlier chunks' rows, by row key.
     earlier: Arc<HashMap<String, RowResult>>,
+}
+
+/// What a valid row writes if it turns out to be a new user: its account, its
+/// contact, its welcome email (encoded) and the set-password link in it. Made
+/// before the chunk's transaction; thrown away for a row that is not new.
+#[derive(Clone)]
+struct Fresh {
+    account: AccountRow,
+    contact: ContactRow,
+    message: outbox::Encoded,
+    link: PasswordTokenRow,
+}
+
+fn fresh_of(common: &Common, v: &Valid, now: NaiveDateTime) -> Result<Fresh, StoreError> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let envelope = Envelope::new(Notification::SetPassword {
+        to: v.email.as_str().to_owned(),
+        account_id: id.clone(),
+        partner: common.brand.clone(),
+        full_name: v.full_name.clone(),
+        language: v.language.clone(),
+    });
+    let message = outbox::encode(&envelope)?;
+    let link = crate::password_link(
+        &common.link_key,
+        &envelope,
+        &common.partner_id,
+        now,
+        common.link_ttl_secs,
+    );
+    Ok(Fresh {
+        account: AccountRow {
+            id: id.clone(),
+            username: None,
+            username_normalized: None,
+            full_name: v.full_name.clone(),
+            locale: None,
+            password_hash: None,
+            account_type: "standard".into(),
+            status: "pending".into(),
+            created_at: now,
+            expires_at: None,
+        },
+        contact: crate::contact_row(&id, "EMAIL", v.email.as_str(), &v.email.normalized(), now),
+        message,
+        link,
+    })
+}
+
+/// The rows of a chunk (the users from `start` on), and the [`Fresh`] of each
+/// (`None` for a row that failed validation, or that could not be prepared, which
+/// its chunk then prepares itself and reports).
+fn prepare(common: &Common, start: usize, users: &[Value]) -> (Vec<Row>, Vec<Option<Fresh>>) {
+    let now = admit_store::now();
+    let rows: Vec<Row> = users
+        .iter()
+        .enumerate()
+        .map(|(i, v)| parse_row(start + i, v, &common.plans))
+        .collect();
+    let fresh = rows
+        .iter()
+        .map(|r| {
+            r.parsed
+                .as_ref()
+                .ok()
+                .and_then(|v| fresh_of(common, v, now).ok())
+        })
+        .collect();
+    (rows, fresh)
 }
 
 fn result_of(
@@ -638,9 +746,11 @@ fn register_chunk(
     c: &mut AnyConnection,
     ctx: &ChunkContext,
     rows: &[Row],
+    fresh: &[Option<Fresh>],
 ) -> Result<ChunkOutcome, StoreError> {
     let now = admit_store::now();
-    let pid = ctx.partner_id.as_str();
+    let common = ctx.common.as_ref();
+    let pid = common.partner_id.as_str();
     // What this partner sent before: memberships by employee id, by address and by
     // the account an address already has; failed rows by digest.
     let employee_ids: Vec<String> = rows.iter().filter_map(|r| r.employee_raw.clone()).collect();
@@ -682,10 +792,13 @@ fn register_chunk(
     let mut new_contacts: Vec<ContactRow> = Vec::new();
     let mut new_memberships: Vec<MembershipRow> = Vec::new();
     let mut new_failures: Vec<FailureRow> = Vec::new();
+    // Links of accounts that existed before (their older links stop working), and of
+    // accounts this chunk creates (nothing older to retire).
     let mut links = Vec::new();
-    let mut envelopes: Vec<Envelope> = Vec::new();
+    let mut new_links = Vec::new();
+    let mut messages: Vec<outbox::Encoded> = Vec::new();
     let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
+    for (i, r) in rows.iter().enumerate() {
         let account = r.email_norm.as_ref().and_then(|m| accounts_of.get(m));
         let keys = user_keys(r, account);
         let again = |prev: &RowResult| {
@@ -738,16 +851,18 @@ fn register_chunk(
                     });
                     // Only an address that can receive mail is told.
                     if let Some(to) = r.email_raw.as_deref().and_then(|e| Email::parse(e).ok()) {
-                        envelopes.push(Envelope::new(Notification::RegistrationFailed {
-                            to: to.as_str().to_owned(),
-                            partner: ctx.brand.clone(),
-                            full_name: r.full_name.clone(),
-                            language: r.language.clone(),
-                            reasons: reasons
-                                .iter()
-                                .map(|x| format!("{}: {}", x.field, x.message))
-                                .collect(),
-                        }));
+                        messages.push(outbox::encode(&Envelope::new(
+                            Notification::RegistrationFailed {
+                                to: to.as_str().to_owned(),
+                                partner: common.brand.clone(),
+                                full_name: r.full_name.clone(),
+                                language: r.language.clone(),
+                                reasons: reasons
+                                    .iter()
+                                    .map(|x| format!("{}: {}", x.field, x.message))
+                                    .collect(),
+                            },
+                        ))?);
                     }
                     result_of(r, Status::Failed, None, reasons.clone())
                 };
@@ -758,28 +873,36 @@ fn register_chunk(
         };
         let normalized = v.email.normalized();
         let (account_id, status) = match account {
-            Some(id) => (id.clone(), Status::Existing),
-            None => {
-                let id = uuid::Uuid::now_v7().to_string();
-                new_accounts.push(AccountRow {
-                    id: id.clone(),
-                    username: None,
-                    username_normalized: None,
+            Some(id) => {
+                // An address with an account: "you already have an account", with a
+                // link that replaces the account's older ones.
+                let envelope = Envelope::new(Notification::AlreadyRegistered {
+                    to: v.email.as_str().to_owned(),
+                    account_id: id.clone(),
+                    partner: common.brand.clone(),
                     full_name: v.full_name.clone(),
-                    locale: None,
-                    password_hash: None,
-                    account_type: "standard".into(),
-                    status: "pending".into(),
-                    created_at: now,
-                    expires_at: None,
+                    language: v.language.clone(),
                 });
-                new_contacts.push(crate::contact_row(
-                    &id,
-                    "EMAIL",
-                    v.email.as_str(),
-                    &normalized,
+                links.push(crate::password_link(
+                    &common.link_key,
+                    &envelope,
+                    pid,
                     now,
+                    common.link_ttl_secs,
                 ));
+                messages.push(outbox::encode(&envelope)?);
+                (id.clone(), Status::Existing)
+            }
+            None => {
+                let f = match fresh.get(i).cloned().flatten() {
+                    Some(f) => f,
+                    None => fresh_of(common, v, now)?,
+                };
+                let id = f.account.id.clone();
+                new_accounts.push(f.account);
+                new_contacts.push(f.contact);
+                new_links.push(f.link);
+                messages.push(f.message);
                 (id, Status::Created)
             }
         };
@@ -796,33 +919,6 @@ fn register_chunk(
             attributes: v.attributes.to_string(),
             created_at: now,
         });
-        let to = v.email.as_str().to_owned();
-        let notification = if status == Status::Created {
-            Notification::SetPassword {
-                to,
-                account_id: account_id.clone(),
-                partner: ctx.brand.clone(),
-                full_name: v.full_name.clone(),
-                language: v.language.clone(),
-            }
-        } else {
-            Notification::AlreadyRegistered {
-                to,
-                account_id: account_id.clone(),
-                partner: ctx.brand.clone(),
-                full_name: v.full_name.clone(),
-                language: v.language.clone(),
-            }
-        };
-        let envelope = Envelope::new(notification);
-        links.push(crate::password_link(
-            &ctx.link_key,
-            &envelope,
-            pid,
-            now,
-            ctx.link_ttl_secs,
-        ));
-        envelopes.push(envelope);
         let result = result_of(r, status, Some(account_id.clone()), Vec::new());
         for k in user_keys(r, Some(&account_id)) {
             seen.entry(k).or_insert_with(|| result.clone());
@@ -833,8 +929,9 @@ fn register_chunk(
     registrations::insert_memberships(c, &new_memberships)?;
     registrations::insert_failures(c, &new_failures)?;
     registrations::insert_password_tokens(c, &links, now)?;
-    outbox::enqueue_many(c, outbox::MAIL_TOPIC, &envelopes)?;
-    Ok((out, envelopes.len(), seen))
+    registrations::insert_new_accounts_password_tokens(c, &new_links)?;
+    outbox::enqueue_encoded(c, outbox::MAIL_TOPIC, &messages)?;
+    Ok((out, messages.len(), seen))
 }
 
 #[cfg(test)]
