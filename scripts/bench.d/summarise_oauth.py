@@ -240,12 +240,19 @@ def cmd_section(d, out, opts):
     add("   - `POST /oauth/token` `grant_type=client_credentials`: client lookup, secret check "
         "(SHA-256, constant-time compare), one ES256 signature, JSON with `Cache-Control: no-store`.")
     add("   - `POST /oauth/introspect` `token=…` (the client_credentials token): client "
-        "authentication, signature verification, and the revocation check in PostgreSQL on "
-        "every request (not cached).")
+        "authentication, the token's verified claims (remembered for a token seen before, its "
+        "expiry and key checked on every request), and the revocation check against the "
+        "replica's in-memory view of `revocation_log` while its lease holds (else in "
+        "PostgreSQL): revocations reach every replica through a Redis poke and a catch-up from "
+        "the database's log, and the revoking request answers once every live replica has "
+        "applied it or lost its lease (`admit_runtime::revocations`).")
     add("   - `POST /oauth/token` `grant_type=refresh_token`: refresh tokens rotate and are single "
         "use, so each wrk thread keeps a queue of them, sends each exactly once, and queues the "
-        "`refresh_token` of every answer ({c} chains in all). Each grant is one PostgreSQL "
-        "transaction (spend the old token, store the new one) plus one signature.".format(c=opts.chains))
+        "`refresh_token` of every answer ({c} chains in all). On PostgreSQL a winning refresh "
+        "is one autocommitted statement (spend the old token if unspent, this client's and its "
+        "grant live; store the next one: `grants::rotate_refresh`) plus one signature; a "
+        "statement that matched nothing falls back to the transaction that tells a replay "
+        "(the grant revoked) from an invalid token.".format(c=opts.chains))
     add("4. After each phase, `VmRSS` and `VmHWM` of admit-oauth from `/proc/PID/status`; peak RSS "
         "is `VmHWM` after the last phase (the highest resident size of the process's life). "
         "Then both servers are stopped (SIGTERM).")
