@@ -30,28 +30,43 @@ pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<BytesM
     Ok(body)
 }
 
-/// Waits for SIGTERM or Ctrl-C (or `stop`), then: readiness fails, `grace` passes so
-/// load balancers notice, background workers are told to stop, and the server
-/// drains in-flight requests.
+/// The service's SIGTERM listener, registered when this is called: from then on a
+/// SIGTERM is the service's to handle (no longer the default action, which ends the
+/// process at once), so register it before any background work starts.
+pub struct TermSignal {
+    #[cfg(unix)]
+    inner: Option<tokio::signal::unix::Signal>,
+}
+
+impl TermSignal {
+    pub fn register() -> Self {
+        Self {
+            #[cfg(unix)]
+            inner: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+        }
+    }
+
+    async fn recv(self) {
+        #[cfg(unix)]
+        if let Some(mut s) = self.inner {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await
+    }
+}
+
+/// Waits for SIGTERM (`term`) or Ctrl-C (or `stop`), then: readiness fails, `grace`
+/// passes so load balancers notice, background workers are told to stop, and the
+/// server drains in-flight requests.
 pub async fn shutdown_on_signal(
     server: ServerHandle,
     readiness: Readiness,
     grace: Duration,
     workers: CancellationToken,
+    term: TermSignal,
 ) {
-    let term = async {
-        #[cfg(unix)]
-        {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        }
-        #[cfg(not(unix))]
-        std::future::pending::<()>().await
-    };
+    let term = term.recv();
     tokio::select! {
         _ = term => {}
         _ = tokio::signal::ctrl_c() => {}
@@ -114,7 +129,14 @@ where
         .ok_or_else(|| std::io::Error::other("the server bound no address"))?;
     let server = server.run();
     println!("{name} listening on http://{addr}");
-    tokio::spawn(shutdown_on_signal(server.handle(), readiness, grace, stop));
+    let term = TermSignal::register();
+    tokio::spawn(shutdown_on_signal(
+        server.handle(),
+        readiness,
+        grace,
+        stop,
+        term,
+    ));
     Ok(Started { server, addr })
 }
 

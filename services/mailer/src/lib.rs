@@ -112,7 +112,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     link_key.check_once().await;
     worker.hold = Arc::new(link_key.differs());
     let stop = CancellationToken::new();
-    let worker_task = tokio::spawn(worker.run(stop.clone()));
     let admin_db = db.clone();
     let readiness = {
         let queue = queue.clone();
@@ -159,6 +158,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         },
     )?;
+    // After `start`, which registers the SIGTERM listener: a SIGTERM that comes once
+    // the worker reads the queue is a graceful stop, never the default action.
+    let worker_task = tokio::spawn(worker.run(stop.clone()));
     started.server.await?;
     stop.cancel();
     let _ = worker_task.await;
