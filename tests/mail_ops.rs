@@ -7,7 +7,7 @@
 //! that wait for an SMTP session past their lease are not sent twice.
 
 use admit_e2e::topology::Topology;
-use admit_e2e::{bin, by_recipient, http, unique, CapturedMail, ScriptedSmtp};
+use admit_e2e::{bin, by_recipient, http, metric, unique, CapturedMail, ScriptedSmtp};
 use anyhow::Context;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -90,22 +90,6 @@ where
 fn messages_to(t: &Topology, recipient: &str) -> anyhow::Result<Vec<Value>> {
     let v = cli_ok(t, &["mail", "status", "--recipient", recipient])?;
     Ok(v["messages"].as_array().cloned().unwrap_or_default())
-}
-
-/// A counter of the mailer's /metrics, by label set.
-async fn metric(base: &str, line_start: &str) -> anyhow::Result<f64> {
-    let text = http()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0.0))
 }
 
 fn count_to(mails: &[CapturedMail], to: &str) -> usize {

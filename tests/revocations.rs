@@ -8,7 +8,7 @@
 
 use admit_e2e::outage::PrivateRedis;
 use admit_e2e::platform::{hidden_fields, Agent, Client, Platform};
-use admit_e2e::{free_port, http, unique, Proc, SmtpCapture};
+use admit_e2e::{free_port, http, metric, unique, Proc, SmtpCapture};
 use anyhow::Context;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -149,22 +149,6 @@ async fn user_tokens(r: &Replicas, base: &str, account: &str) -> anyhow::Result<
             .context("refresh")?
             .to_owned(),
     ))
-}
-
-/// The value of the metric line starting with `series` on `base`'s /metrics.
-async fn metric(base: &str, series: &str) -> anyhow::Result<f64> {
-    let text = http()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0))
 }
 
 /// Waits until `base` trusts its in-memory view.

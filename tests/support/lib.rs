@@ -271,6 +271,23 @@ pub fn by_recipient(mails: &[CapturedMail]) -> HashMap<String, usize> {
     m
 }
 
+/// The value of the first line of `base`'s /metrics that starts with `series` (a
+/// metric name with its label set), 0 when there is none.
+pub async fn metric(base: &str, series: &str) -> anyhow::Result<f64> {
+    let text = http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0))
+}
+
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
