@@ -28,13 +28,15 @@ pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
+use diesel::r2d2::{
+    ConnectionManager, CustomizeConnection, ManageConnection, Pool, PooledConnection,
+};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -175,12 +177,76 @@ impl From<r2d2::Error> for StoreError {
     }
 }
 
-pub type Conn = PooledConnection<ConnectionManager<AnyConnection>>;
+pub type Conn = PooledConnection<Manager>;
+
+/// How long after a statement succeeded on a PostgreSQL connection the pool hands
+/// the connection out again without first asking the server `SELECT 1`.
+///
+/// r2d2 tests every connection on check-out, a round trip per request; a connection
+/// that just worked is not worth the question. One that has failed since, or has been
+/// idle longer, is still tested, so after a restart or an outage of the server the
+/// pool still replaces its dead connections before it hands them out. A server that
+/// dies within this window of a connection's last success costs the request that
+/// next takes that connection a 503 (its statement fails; nothing is written), and the
+/// connection is tested before its next use.
+pub const TRUSTED_AFTER_SUCCESS: Duration = Duration::from_secs(1);
+
+/// The pool's connection manager: diesel's, with the check-out test of PostgreSQL
+/// connections skipped for one that succeeded less than [`TRUSTED_AFTER_SUCCESS`] ago.
+#[derive(Debug)]
+pub struct Manager {
+    inner: ConnectionManager<AnyConnection>,
+    backend: Backend,
+}
+
+/// What a PostgreSQL connection's instrumentation remembers: when its last statement
+/// succeeded (`None` after one failed). diesel reports the end of every statement,
+/// the pool's own `SELECT 1` included, so this holds for whoever used the connection.
+#[derive(Debug, Default)]
+struct Health {
+    last_ok: Option<Instant>,
+}
+
+impl Instrumentation for Health {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::FinishQuery { error, .. } = event {
+            self.last_ok = error.is_none().then(Instant::now);
+        }
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, Self::Error> {
+        let mut conn = self.inner.connect()?;
+        if self.backend == Backend::Postgres {
+            diesel::Connection::set_instrumentation(&mut conn, Health::default());
+        }
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Self::Error> {
+        let trusted = diesel::Connection::instrumentation(conn)
+            .downcast_ref::<Health>()
+            .and_then(|h| h.last_ok)
+            .is_some_and(|at| at.elapsed() < TRUSTED_AFTER_SUCCESS);
+        if trusted {
+            return Ok(());
+        }
+        self.inner.is_valid(conn)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        self.inner.has_broken(conn)
+    }
+}
 
 /// A pool of connections to the configured database.
 #[derive(Clone)]
 pub struct Db {
-    pool: Pool<ConnectionManager<AnyConnection>>,
+    pool: Pool<Manager>,
     backend: Backend,
     // SQLite admits one writer at a time; writers of this process queue here rather
     // than spin on SQLITE_BUSY. (Other processes are covered by busy_timeout.)
@@ -222,7 +288,10 @@ impl Db {
         connect_timeout: Duration,
     ) -> Result<Self, StoreError> {
         let (backend, target) = parse_url(url);
-        let manager = ConnectionManager::<AnyConnection>::new(target.clone());
+        let manager = Manager {
+            inner: ConnectionManager::<AnyConnection>::new(target.clone()),
+            backend,
+        };
         let builder = Pool::builder()
             .max_size(max_connections.max(1))
             .connection_timeout(connect_timeout.max(Duration::from_millis(100)));
