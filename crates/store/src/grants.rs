@@ -315,26 +315,69 @@ pub fn spend_refresh(
 
 /// The one statement of [`rotate_refresh`]: spends the token if it is unspent,
 /// unexpired, `client_id`'s and of a live grant, and inserts the next token of that
-/// grant (expiring with the grant or at `$5`, whichever is first). The client and
+/// grant (expiring with the grant or at `until`, whichever is first). The client and
 /// grant checks are in the `UPDATE`'s own `WHERE`, so a token that fails them is left
 /// as it was. Under READ COMMITTED a concurrent spender blocks on the row and then
 /// re-checks `used_at IS NULL` against the winner's committed version: it matches
 /// nothing, so there is one winner.
-const ROTATE_REFRESH_PG: &str = "\
-WITH spent AS (\
-    UPDATE refresh_tokens AS r SET used_at = $1 \
-    FROM grants AS g \
-    WHERE r.token_digest = $2 AND r.used_at IS NULL AND r.expires_at > $1 \
-      AND g.id = r.grant_id AND g.client_id = $3 \
-      AND g.revoked_at IS NULL AND g.expires_at > $1 \
-    RETURNING g.id, g.client_id, g.account_id, g.scope, g.nonce, g.auth_time, \
-              g.created_at, g.expires_at, g.revoked_at\
-), next AS (\
-    INSERT INTO refresh_tokens (token_digest, grant_id, created_at, expires_at, used_at) \
-    SELECT $4, id, $1, LEAST(expires_at, $5), NULL FROM spent\
-) \
-SELECT id, client_id, account_id, scope, nonce, auth_time, created_at, expires_at, revoked_at \
-FROM spent";
+///
+/// A query of its own type, not a `sql_query`: diesel prepares it once per
+/// connection and reuses the prepared statement (its cache is keyed by this type),
+/// where a `sql_query` is parsed and planned by PostgreSQL on every call, about half
+/// of what this statement costs it.
+struct RotateRefreshPg {
+    now: NaiveDateTime,
+    digest: String,
+    client_id: String,
+    next_digest: String,
+    until: NaiveDateTime,
+}
+
+impl diesel::query_builder::QueryId for RotateRefreshPg {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for RotateRefreshPg {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateRefreshPg {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Text, Timestamp};
+        out.push_sql("WITH spent AS (UPDATE refresh_tokens AS r SET used_at = ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(" FROM grants AS g WHERE r.token_digest = ");
+        out.push_bind_param::<Text, _>(&self.digest)?;
+        out.push_sql(" AND r.used_at IS NULL AND r.expires_at > ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(" AND g.id = r.grant_id AND g.client_id = ");
+        out.push_bind_param::<Text, _>(&self.client_id)?;
+        out.push_sql(" AND g.revoked_at IS NULL AND g.expires_at > ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(
+            " RETURNING g.id, g.client_id, g.account_id, g.scope, g.nonce, g.auth_time, \
+             g.created_at, g.expires_at, g.revoked_at), \
+             next AS (INSERT INTO refresh_tokens \
+             (token_digest, grant_id, created_at, expires_at, used_at) SELECT ",
+        );
+        out.push_bind_param::<Text, _>(&self.next_digest)?;
+        out.push_sql(", id, ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(", LEAST(expires_at, ");
+        out.push_bind_param::<Timestamp, _>(&self.until)?;
+        out.push_sql(
+            "), NULL FROM spent) SELECT id, client_id, account_id, scope, nonce, \
+             auth_time, created_at, expires_at, revoked_at FROM spent",
+        );
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<diesel::PgConnection> for RotateRefreshPg {}
 
 /// The fast path of a refresh on PostgreSQL: spends refresh token `digest` presented
 /// by `client_id` and stores the next token of its grant (`next_digest`, lasting at
@@ -353,18 +396,18 @@ pub fn rotate_refresh(
     now: NaiveDateTime,
     ttl_secs: i64,
 ) -> Result<Option<GrantRow>, StoreError> {
-    use diesel::sql_types::{Text, Timestamp};
     let AnyConnection::Pg(pg) = conn else {
         return Ok(None);
     };
-    Ok(diesel::sql_query(ROTATE_REFRESH_PG)
-        .bind::<Timestamp, _>(now)
-        .bind::<Text, _>(digest)
-        .bind::<Text, _>(client_id)
-        .bind::<Text, _>(next_digest)
-        .bind::<Timestamp, _>(now + chrono::Duration::seconds(ttl_secs))
-        .get_result::<GrantRow>(pg)
-        .optional()?)
+    Ok(RotateRefreshPg {
+        now,
+        digest: digest.to_owned(),
+        client_id: client_id.to_owned(),
+        next_digest: next_digest.to_owned(),
+        until: now + chrono::Duration::seconds(ttl_secs),
+    }
+    .get_result::<GrantRow>(pg)
+    .optional()?)
 }
 
 /// The grant a refresh token belongs to, whether or not it is spent (revocation).
