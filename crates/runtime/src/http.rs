@@ -18,8 +18,19 @@ pub enum BodyError {
 }
 
 /// Reads the whole body, refusing it as soon as it passes `limit` bytes.
-pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<BytesMut, BodyError> {
-    let mut body = BytesMut::new();
+pub async fn read_body(payload: web::Payload, limit: usize) -> Result<BytesMut, BodyError> {
+    read_body_sized(payload, limit, 0).await
+}
+
+/// [`read_body`] into a buffer of `expected` bytes (the request's `Content-Length`,
+/// at most `limit`) from the start: a body of megabytes is not copied into buffers
+/// that double as it grows, which would take twice its size at the end.
+pub async fn read_body_sized(
+    mut payload: web::Payload,
+    limit: usize,
+    expected: usize,
+) -> Result<BytesMut, BodyError> {
+    let mut body = BytesMut::with_capacity(expected.min(limit));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
         if body.len() + chunk.len() > limit {

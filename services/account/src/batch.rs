@@ -30,7 +30,7 @@ use admit_store::registrations::{
 use admit_store::{outbox, partners, AnyConnection, StoreError, INSERT_CHUNK};
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -148,7 +148,8 @@ struct Valid {
     full_name: Option<String>,
     language: String,
     employee_id: Option<String>,
-    attributes: Value,
+    /// The partner's fields, as the membership keeps them (JSON text).
+    attributes: String,
 }
 
 struct Row {
@@ -163,6 +164,29 @@ struct Row {
     full_name: Option<String>,
     language: String,
     parsed: Result<Valid, Vec<Reason>>,
+}
+
+/// The partner's fields of a valid row, as its membership keeps them.
+#[derive(Serialize)]
+struct Attributes<'a> {
+    #[serde(rename = "BikePlanCode")]
+    plan: Option<&'a str>,
+    #[serde(rename = "FirstName")]
+    first: Option<&'a str>,
+    #[serde(rename = "LastName")]
+    last: Option<&'a str>,
+    #[serde(rename = "Language")]
+    language: Option<&'a str>,
+    #[serde(rename = "ContractType")]
+    contract: Option<&'a str>,
+    #[serde(rename = "PersonnelNumber")]
+    personnel: Option<&'a str>,
+}
+
+impl Attributes<'_> {
+    fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
 }
 
 fn reason(field: &str, message: impl Into<String>) -> Reason {
@@ -263,14 +287,15 @@ fn parse_row(index: usize, v: &Value, plans: &HashSet<String>) -> Row {
             full_name: full_name.clone(),
             language: language.clone(),
             employee_id: employee.clone(),
-            attributes: json!({
-                "BikePlanCode": plan,
-                "FirstName": first,
-                "LastName": last,
-                "Language": language_raw,
-                "ContractType": contract,
-                "PersonnelNumber": personnel,
-            }),
+            attributes: Attributes {
+                plan: plan.as_deref(),
+                first: first.as_deref(),
+                last: last.as_deref(),
+                language: language_raw.as_deref(),
+                contract: contract.as_deref(),
+                personnel: personnel.as_deref(),
+            }
+            .to_json(),
         }),
         _ => Err(reasons),
     };
@@ -291,40 +316,88 @@ fn parse_row(index: usize, v: &Value, plans: &HashSet<String>) -> Row {
     }
 }
 
+/// The users of a request, unparsed: the body and where each user's JSON text sits in
+/// it. A list of 10,000 users is kept as its body plus 16 bytes a row; a row becomes
+/// a `serde_json::Value` only while its chunk is prepared, so one chunk's values are
+/// alive at a time instead of the whole list's (some tens of megabytes).
+struct Users {
+    body: actix_web::web::Bytes,
+    spans: Vec<std::ops::Range<usize>>,
+}
+
+impl Users {
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Row `i` parsed. The whole body was read as JSON before, so this does not
+    /// fail; if it did, the row would answer "expected a JSON object".
+    fn row(&self, i: usize) -> Value {
+        self.spans
+            .get(i)
+            .and_then(|span| self.body.get(span.clone()))
+            .and_then(|text| serde_json::from_slice(text).ok())
+            .unwrap_or(Value::Null)
+    }
+}
+
 /// The users of the body, or the error of the whole request.
-fn users_of(body: &[u8], max: usize) -> Result<Vec<Value>, ApiError> {
-    let mut map = crate::signup::parse_body(body)?;
+fn users_of(body: actix_web::web::Bytes, max: usize) -> Result<Users, ApiError> {
+    use serde_json::{error::Category, value::RawValue};
+    let not_json = |e: serde_json::Error| {
+        ApiError::invalid("body", format!("the body is not valid JSON: {e}"))
+    };
+    // The members borrow from the body: nothing of a user is copied here.
+    let mut map: HashMap<String, &RawValue> =
+        serde_json::from_slice(&body).map_err(|e| match e.classify() {
+            Category::Data => ApiError::invalid("body", "the body is a JSON object"),
+            _ => not_json(e),
+        })?;
     if let Some(key) = map.keys().find(|k| *k != "user" && *k != "users") {
         return Err(ApiError::invalid(
             key.as_str(),
             format!("{key} is not a field of this request: send {{\"user\": {{…}}}} or {{\"users\": […]}}"),
         ));
     }
-    // Taken out of the parsed body, not copied: a list of 10,000 users is some
-    // megabytes of values.
-    match (map.remove("user"), map.remove("users")) {
-        (Some(_), Some(_)) => Err(ApiError::invalid(
-            "users",
-            "send either user or users, not both",
-        )),
-        (Some(u), None) => Ok(vec![u]),
-        (None, Some(Value::Array(list))) if list.is_empty() => {
-            Err(ApiError::invalid("users", "the list is empty"))
+    let list: Vec<&RawValue> = match (map.remove("user"), map.remove("users")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "users",
+                "send either user or users, not both",
+            ))
         }
-        (None, Some(Value::Array(list))) if list.len() > max => Err(ApiError::BatchTooLarge {
+        (Some(u), None) => vec![u],
+        (None, Some(l)) => serde_json::from_str(l.get())
+            .map_err(|_| ApiError::invalid("users", "expected a list of users"))?,
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "user",
+                "send {\"user\": {…}} or {\"users\": […]}",
+            ))
+        }
+    };
+    if list.is_empty() {
+        return Err(ApiError::invalid("users", "the list is empty"));
+    }
+    if list.len() > max {
+        return Err(ApiError::BatchTooLarge {
             field: "users".into(),
             message: format!(
                 "{} users in one request; at most {max}: split the list",
                 list.len()
             ),
-        }),
-        (None, Some(Value::Array(list))) => Ok(list),
-        (None, Some(_)) => Err(ApiError::invalid("users", "expected a list of users")),
-        (None, None) => Err(ApiError::invalid(
-            "user",
-            "send {\"user\": {…}} or {\"users\": […]}",
-        )),
+        });
     }
+    let start = body.as_ptr() as usize;
+    let spans = list
+        .iter()
+        .map(|raw| {
+            let at = raw.get().as_ptr() as usize - start;
+            at..at + raw.get().len()
+        })
+        .collect();
+    drop(map);
+    Ok(Users { body, spans })
 }
 
 /// One row as [`read_batch`] reads it: its normalised address, or its reasons.
@@ -339,16 +412,15 @@ pub fn read_batch(
     max: usize,
     plans: &HashSet<String>,
 ) -> Result<Vec<ReadRow>, (String, String)> {
-    let users = users_of(body, max).map_err(|e| match e {
-        ApiError::InvalidArgument { field, message }
-        | ApiError::BatchTooLarge { field, message } => (field, message),
-        other => (String::new(), other.to_string()),
-    })?;
-    Ok(users
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            parse_row(i, v, plans)
+    let users =
+        users_of(actix_web::web::Bytes::copy_from_slice(body), max).map_err(|e| match e {
+            ApiError::InvalidArgument { field, message }
+            | ApiError::BatchTooLarge { field, message } => (field, message),
+            other => (String::new(), other.to_string()),
+        })?;
+    Ok((0..users.len())
+        .map(|i| {
+            parse_row(i, &users.row(i), plans)
                 .parsed
                 .map(|ok| ok.email.normalized())
         })
@@ -401,7 +473,12 @@ pub async fn user_create(
             }
         },
     };
-    let body = crate::read_body(payload, state.batch_max_body_bytes).await?;
+    let expected = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(0);
+    let body = crate::read_body_sized(payload, state.batch_max_body_bytes, expected).await?;
     let request_digest = secret::digest_bytes(&body);
     let partner_id = partner.partner_id.clone();
     if let Some(key) = &key {
@@ -441,7 +518,7 @@ pub async fn user_create(
             .body(kept.response));
         }
     }
-    let outcome = register(&state, &partner_id, &body).await;
+    let outcome = register(&state, &partner_id, body.freeze()).await;
     if let Some(key) = key {
         let (pid, status) = (partner_id.clone(), 200);
         let encoded = outcome.as_ref().ok().cloned();
@@ -466,7 +543,11 @@ pub async fn user_create(
 }
 
 /// The work of one `user.create` request: its answer, encoded.
-async fn register(state: &AccountState, partner_id: &str, body: &[u8]) -> Result<String, ApiError> {
+async fn register(
+    state: &AccountState,
+    partner_id: &str,
+    body: actix_web::web::Bytes,
+) -> Result<String, ApiError> {
     let partner_id = partner_id.to_owned();
     let limits = state.partner_limits.of(&partner_id);
     let max = limits.batch_max_users.unwrap_or(state.batch_max_users);
@@ -493,11 +574,9 @@ async fn register(state: &AccountState, partner_id: &str, body: &[u8]) -> Result
         None => None,
         Some(_) => {
             let guard = state.quota_locks.of(&partner_id).lock_owned().await;
-            let mut new: Vec<String> = users
-                .iter()
-                .enumerate()
-                .filter_map(|(i, v)| {
-                    parse_row(i, v, &plans)
+            let mut new: Vec<String> = (0..users.len())
+                .filter_map(|i| {
+                    parse_row(i, &users.row(i), &plans)
                         .parsed
                         .ok()
                         .map(|v| v.email.normalized())
@@ -518,7 +597,8 @@ async fn register(state: &AccountState, partner_id: &str, body: &[u8]) -> Result
     };
 
     let total = users.len();
-    let mut results: Vec<RowResult> = Vec::with_capacity(total);
+    // Every row's answer, in order: row `i` answers `results[i]`.
+    let mut results: Arc<Vec<RowResult>> = Arc::new(Vec::with_capacity(total));
     let mut sent = 0usize;
     let users = Arc::new(users);
     let common = Arc::new(Common {
@@ -534,19 +614,20 @@ async fn register(state: &AccountState, partner_id: &str, body: &[u8]) -> Result
     let prepare_chunk = |start: usize| {
         let (users, common) = (users.clone(), common.clone());
         let end = (start + INSERT_CHUNK).min(users.len());
-        tokio::task::spawn_blocking(move || prepare(&common, start, &users[start..end]))
+        tokio::task::spawn_blocking(move || prepare(&common, &users, start..end))
     };
     let mut next = (total > 0).then(|| prepare_chunk(0));
-    // The answer of every row so far by its keys, so that a row repeated later in
-    // the list answers the same as its first occurrence.
-    let mut earlier: Arc<HashMap<String, RowResult>> = Arc::new(HashMap::new());
+    // The first row so far of each key, so that a row repeated later in the list
+    // answers the same as its first occurrence (an index into `results`: a list of
+    // 10,000 users has some 30,000 keys, each kept once, beside its row's answer).
+    let mut earlier: Arc<HashMap<String, usize>> = Arc::new(HashMap::new());
     for start in (0..total).step_by(INSERT_CHUNK) {
         let end = (start + INSERT_CHUNK).min(total);
         let prepared = match next.take() {
             Some(task) => task
                 .await
                 .map_err(|e| ApiError::Internal(format!("preparing a chunk failed: {e}")))?,
-            None => prepare(&common, start, &users[start..end]),
+            None => prepare(&common, &users, start..end),
         };
         let prepared = Arc::new(prepared);
         if end < total {
@@ -556,6 +637,7 @@ async fn register(state: &AccountState, partner_id: &str, body: &[u8]) -> Result
         let (chunk_results, chunk_sent, keys) = loop {
             let ctx = ChunkContext {
                 common: common.clone(),
+                answers: results.clone(),
                 earlier: earlier.clone(),
             };
             let prepared = prepared.clone();
@@ -580,13 +662,17 @@ async fn register(state: &AccountState, partner_id: &str, body: &[u8]) -> Result
                 other => break other?,
             }
         };
+        // The chunk's task has ended and dropped its references: these extend in
+        // place.
         Arc::make_mut(&mut earlier).extend(keys);
-        results.extend(chunk_results);
+        Arc::make_mut(&mut results).extend(chunk_results);
         sent += chunk_sent;
         if chunk_sent > 0 {
             state.outbox_wake.notify_one();
         }
     }
+    drop(earlier);
+    let results = Arc::try_unwrap(results).unwrap_or_else(|shared| shared.as_ref().clone());
     let mut counts = Counts::default();
     for r in &results {
         match r.status {
@@ -609,7 +695,12 @@ async fn register(state: &AccountState, partner_id: &str, body: &[u8]) -> Result
         results,
         counts,
     };
-    serde_json::to_string(&response)
+    // Sized from the start (a row's answer is some 150 bytes): a String that doubles
+    // as it grows would hold up to twice the answer of 10,000 rows at the end.
+    let mut encoded = Vec::with_capacity(response.total * 160 + 64);
+    serde_json::to_writer(&mut encoded, &response)
+        .map_err(|e| ApiError::Internal(format!("cannot encode the response: {e}")))?;
+    String::from_utf8(encoded)
         .map_err(|e| ApiError::Internal(format!("cannot encode the response: {e}")))
 }
 
@@ -625,8 +716,26 @@ struct Common {
 
 struct ChunkContext {
     common: Arc<Common>,
-    /// Answers of the earlier chunks' rows, by row key.
-    earlier: Arc<HashMap<String, RowResult>>,
+    /// The answers of the earlier chunks' rows, in order.
+    answers: Arc<Vec<RowResult>>,
+    /// The first of the earlier chunks' rows with each key (an index into `answers`).
+    earlier: Arc<HashMap<String, usize>>,
+}
+
+impl ChunkContext {
+    /// The answer of row `index`: an earlier chunk's, or one of `out`, the answers so
+    /// far of the chunk whose first row is `start`.
+    fn answer<'a>(
+        &'a self,
+        out: &'a [RowResult],
+        start: usize,
+        index: usize,
+    ) -> Option<&'a RowResult> {
+        match index.checked_sub(start) {
+            Some(at) => out.get(at),
+            None => self.answers.get(index),
+        }
+    }
 }
 
 /// What a valid row writes if it turns out to be a new user: its account, its
@@ -676,15 +785,17 @@ fn fresh_of(common: &Common, v: &Valid, now: NaiveDateTime) -> Result<Fresh, Sto
     })
 }
 
-/// The rows of a chunk (the users from `start` on), and the [`Fresh`] of each
-/// (`None` for a row that failed validation, or that could not be prepared, which
-/// its chunk then prepares itself and reports).
-fn prepare(common: &Common, start: usize, users: &[Value]) -> (Vec<Row>, Vec<Option<Fresh>>) {
+/// The rows of a chunk (the users of `range`), and the [`Fresh`] of each (`None`
+/// for a row that failed validation, or that could not be prepared, which its chunk
+/// then prepares itself and reports).
+fn prepare(
+    common: &Common,
+    users: &Users,
+    range: std::ops::Range<usize>,
+) -> (Vec<Row>, Vec<Option<Fresh>>) {
     let now = admit_store::now();
-    let rows: Vec<Row> = users
-        .iter()
-        .enumerate()
-        .map(|(i, v)| parse_row(start + i, v, &common.plans))
+    let rows: Vec<Row> = range
+        .map(|i| parse_row(i, &users.row(i), &common.plans))
         .collect();
     let fresh = rows
         .iter()
@@ -738,8 +849,9 @@ fn status_of(m: &MembershipRow) -> Status {
     }
 }
 
-/// A chunk's answers, the number of emails it queued, and its rows' keys.
-type ChunkOutcome = (Vec<RowResult>, usize, HashMap<String, RowResult>);
+/// A chunk's answers, the number of emails it queued, and the first of its rows with
+/// each key (by row index).
+type ChunkOutcome = (Vec<RowResult>, usize, HashMap<String, usize>);
 
 /// Registers one chunk inside its transaction.
 fn register_chunk(
@@ -785,9 +897,10 @@ fn register_chunk(
             .map(|f| (f.row_digest.clone(), f))
             .collect();
 
-    // Answers so far in this request, by key: a row that is the same user as an
+    // The first row of this chunk with each key: a row that is the same user as an
     // earlier one (same employee id, address, or account) answers the same.
-    let mut seen: HashMap<String, RowResult> = HashMap::new();
+    let start = rows.first().map_or(0, |r| r.index);
+    let mut seen: HashMap<String, usize> = HashMap::new();
     let mut new_accounts: Vec<AccountRow> = Vec::new();
     let mut new_contacts: Vec<ContactRow> = Vec::new();
     let mut new_memberships: Vec<MembershipRow> = Vec::new();
@@ -808,11 +921,13 @@ fn register_chunk(
             again.partner_employee_id = r.employee_raw.clone();
             again
         };
-        if let Some(prev) = keys
+        if let Some(repeated) = keys
             .iter()
             .find_map(|k| seen.get(k).or_else(|| ctx.earlier.get(k)))
+            .and_then(|&first| ctx.answer(&out, start, first))
+            .map(again)
         {
-            out.push(again(prev));
+            out.push(repeated);
             continue;
         }
         // A user this partner registered before answers as then, even if the row
@@ -824,19 +939,28 @@ fn register_chunk(
             .or_else(|| r.email_norm.as_ref().and_then(|m| by_email.get(m)))
             .or_else(|| account.and_then(|a| by_account.get(a)));
         if let Some(m) = known {
-            let result = result_of(r, status_of(m), Some(m.account_id.clone()), Vec::new());
             for k in user_keys(r, Some(&m.account_id)) {
-                seen.entry(k).or_insert_with(|| result.clone());
+                seen.entry(k).or_insert(r.index);
             }
-            out.push(result);
+            out.push(result_of(
+                r,
+                status_of(m),
+                Some(m.account_id.clone()),
+                Vec::new(),
+            ));
             continue;
         }
         let v = match &r.parsed {
             Ok(v) => v,
             Err(reasons) => {
                 let key = format!("f:{}", r.digest);
-                if let Some(prev) = seen.get(&key).or_else(|| ctx.earlier.get(&key)) {
-                    out.push(again(prev));
+                if let Some(repeated) = seen
+                    .get(&key)
+                    .or_else(|| ctx.earlier.get(&key))
+                    .and_then(|&first| ctx.answer(&out, start, first))
+                    .map(again)
+                {
+                    out.push(repeated);
                     continue;
                 }
                 let result = if let Some(f) = failures.get(&r.digest) {
@@ -866,7 +990,7 @@ fn register_chunk(
                     }
                     result_of(r, Status::Failed, None, reasons.clone())
                 };
-                seen.insert(key, result.clone());
+                seen.insert(key, r.index);
                 out.push(result);
                 continue;
             }
@@ -916,14 +1040,13 @@ fn register_chunk(
             } else {
                 "existing".into()
             },
-            attributes: v.attributes.to_string(),
+            attributes: v.attributes.clone(),
             created_at: now,
         });
-        let result = result_of(r, status, Some(account_id.clone()), Vec::new());
         for k in user_keys(r, Some(&account_id)) {
-            seen.entry(k).or_insert_with(|| result.clone());
+            seen.entry(k).or_insert(r.index);
         }
-        out.push(result);
+        out.push(result_of(r, status, Some(account_id), Vec::new()));
     }
     accounts::insert_many(c, &new_accounts, &new_contacts)?;
     registrations::insert_memberships(c, &new_memberships)?;
@@ -937,6 +1060,11 @@ fn register_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn bytes(b: &'static [u8]) -> actix_web::web::Bytes {
+        actix_web::web::Bytes::from_static(b)
+    }
 
     fn plans() -> HashSet<String> {
         ["PLAN-A".to_owned()].into_iter().collect()
@@ -950,7 +1078,9 @@ mod tests {
         assert_eq!(ok.language, "fr");
         assert_eq!(ok.full_name.as_deref(), Some("Jane Johansson"));
         assert_eq!(ok.employee_id.as_deref(), Some("ABC123"));
-        assert_eq!(ok.attributes["PersonnelNumber"], "A1234");
+        let attributes: Value = serde_json::from_str(&ok.attributes).expect("json");
+        assert_eq!(attributes["PersonnelNumber"], "A1234");
+        assert_eq!(attributes["ContractType"], Value::Null);
     }
 
     #[test]
@@ -979,26 +1109,60 @@ mod tests {
     #[test]
     fn the_request_is_a_user_or_a_list_within_the_limit() {
         assert_eq!(
-            users_of(br#"{"user": {"Email": "a@b.c"}}"#, 10)
+            users_of(bytes(br#"{"user": {"Email": "a@b.c"}}"#), 10)
                 .expect("one")
                 .len(),
             1
         );
         assert!(matches!(
-            users_of(br#"{"users": []}"#, 10),
+            users_of(bytes(br#"{"users": []}"#), 10),
             Err(ApiError::InvalidArgument { .. })
         ));
         assert!(matches!(
-            users_of(br#"{"users": [{}, {}, {}]}"#, 2),
+            users_of(bytes(br#"{"users": [{}, {}, {}]}"#), 2),
             Err(ApiError::BatchTooLarge { .. })
         ));
         assert!(matches!(
-            users_of(br#"{"people": []}"#, 2),
+            users_of(bytes(br#"{"people": []}"#), 2),
             Err(ApiError::InvalidArgument { .. })
         ));
         assert!(matches!(
-            users_of(b"[1]", 2),
+            users_of(bytes(b"[1]"), 2),
             Err(ApiError::InvalidArgument { .. })
         ));
+    }
+
+    #[test]
+    fn each_user_is_read_from_its_place_in_the_body() {
+        let users = users_of(
+            bytes(br#" { "users" : [ {"Email": "a\u0040b.c"} , 7, {"x": [1, {"y": "]"}]} ] } "#),
+            10,
+        )
+        .expect("a list");
+        assert_eq!(users.len(), 3);
+        assert_eq!(users.row(0), json!({"Email": "a@b.c"}));
+        assert_eq!(users.row(1), json!(7));
+        assert_eq!(users.row(2), json!({"x": [1, {"y": "]"}]}));
+        assert_eq!(users.row(3), Value::Null);
+    }
+
+    #[test]
+    fn a_body_refused_whole_names_what_is_wrong() {
+        let message = |body: &'static [u8]| match users_of(bytes(body), 10) {
+            Err(ApiError::InvalidArgument { field, message }) => format!("{field}: {message}"),
+            Err(other) => format!("{other:?}"),
+            Ok(_) => "accepted".into(),
+        };
+        assert_eq!(message(b"[1]"), "body: the body is a JSON object");
+        assert!(message(b"{\"users\": [").starts_with("body: the body is not valid JSON"));
+        assert_eq!(
+            message(br#"{"users": {}}"#),
+            "users: expected a list of users"
+        );
+        assert_eq!(
+            message(br#"{"user": {}, "users": []}"#),
+            "users: send either user or users, not both"
+        );
+        assert_eq!(message(br#"{"users": []}"#), "users: the list is empty");
     }
 }

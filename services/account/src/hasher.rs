@@ -75,6 +75,12 @@ pub fn verify_blocking(password: &str, phc: &str) -> bool {
 #[error("password hashing failed: {0}")]
 pub struct HashError(String);
 
+impl HashError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
 /// The hash pool's nice value: below the request workers, above background work.
 const HASH_NICE: i32 = 10;
 

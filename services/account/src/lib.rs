@@ -118,7 +118,13 @@ impl AccountState {
             session_ttl_secs: settings.account.session_ttl_secs.max(60),
             limiter: limit::Limiter::memory(),
             login_limits: pages::limits(settings),
-            dummy_hash: hasher::hash_blocking(&admit_domain::secret::generate(""))?,
+            // On a thread of its own: Argon2's 19 MiB of working memory goes with the
+            // thread instead of staying with this one for the life of the process.
+            dummy_hash: std::thread::scope(|s| {
+                s.spawn(|| hasher::hash_blocking(&admit_domain::secret::generate("")))
+                    .join()
+            })
+            .map_err(|_| hasher::HashError::new("the hashing thread panicked"))??,
             policy: settings.account.password.clone(),
             stage: settings.stage,
             max_body_bytes: settings.account.max_body_bytes,
@@ -426,7 +432,16 @@ pub(crate) async fn read_body(
     payload: web::Payload,
     limit: usize,
 ) -> Result<actix_web::web::BytesMut, ApiError> {
-    admit_runtime::http::read_body(payload, limit)
+    read_body_sized(payload, limit, 0).await
+}
+
+/// [`read_body`] into a buffer of `expected` bytes from the start (`Content-Length`).
+pub(crate) async fn read_body_sized(
+    payload: web::Payload,
+    limit: usize,
+    expected: usize,
+) -> Result<actix_web::web::BytesMut, ApiError> {
+    admit_runtime::http::read_body_sized(payload, limit, expected)
         .await
         .map_err(|e| match e {
             admit_runtime::http::BodyError::TooLarge(limit) => ApiError::TooLarge { limit },
