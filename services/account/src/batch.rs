@@ -168,19 +168,14 @@ struct Row {
 
 /// The partner's fields of a valid row, as its membership keeps them.
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 struct Attributes<'a> {
-    #[serde(rename = "BikePlanCode")]
-    plan: Option<&'a str>,
-    #[serde(rename = "FirstName")]
-    first: Option<&'a str>,
-    #[serde(rename = "LastName")]
-    last: Option<&'a str>,
-    #[serde(rename = "Language")]
+    bike_plan_code: Option<&'a str>,
+    first_name: Option<&'a str>,
+    last_name: Option<&'a str>,
     language: Option<&'a str>,
-    #[serde(rename = "ContractType")]
-    contract: Option<&'a str>,
-    #[serde(rename = "PersonnelNumber")]
-    personnel: Option<&'a str>,
+    contract_type: Option<&'a str>,
+    personnel_number: Option<&'a str>,
 }
 
 impl Attributes<'_> {
@@ -288,12 +283,12 @@ fn parse_row(index: usize, v: &Value, plans: &HashSet<String>) -> Row {
             language: language.clone(),
             employee_id: employee.clone(),
             attributes: Attributes {
-                plan: plan.as_deref(),
-                first: first.as_deref(),
-                last: last.as_deref(),
+                bike_plan_code: plan.as_deref(),
+                first_name: first.as_deref(),
+                last_name: last.as_deref(),
                 language: language_raw.as_deref(),
-                contract: contract.as_deref(),
-                personnel: personnel.as_deref(),
+                contract_type: contract.as_deref(),
+                personnel_number: personnel.as_deref(),
             }
             .to_json(),
         }),
