@@ -10,6 +10,7 @@ pub mod http;
 pub mod i18n;
 pub mod limits;
 pub mod logging;
+pub mod memory;
 pub mod methods;
 pub mod metrics;
 pub mod priority;

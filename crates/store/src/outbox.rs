@@ -84,10 +84,14 @@ pub struct Encoded {
 
 /// Encodes a message for the outbox.
 pub fn encode(envelope: &Envelope) -> Result<Encoded, StoreError> {
+    let mut payload = serde_json::to_string(envelope)
+        .map_err(|e| StoreError::Internal(format!("cannot encode message: {e}")))?;
+    // The text grew by doubling: an email of 600 bytes would keep 1,024, and a batch
+    // holds thousands of them until its chunk commits (shrinking is in place).
+    payload.shrink_to_fit();
     Ok(Encoded {
         message_id: envelope.id.to_string(),
-        payload: serde_json::to_string(envelope)
-            .map_err(|e| StoreError::Internal(format!("cannot encode message: {e}")))?,
+        payload,
         created_at: envelope.created_at.naive_utc(),
     })
 }

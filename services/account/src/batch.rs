@@ -142,6 +142,95 @@ pub struct BatchResponse {
     pub total: usize,
 }
 
+/// A [`BatchResponse`] written as its rows are answered, a chunk at a time: the
+/// answers are JSON text from the moment their chunk commits (some 150 bytes a row),
+/// not a `RowResult` each until the end. The text is the same as serde's of the whole
+/// response.
+struct Encoder {
+    text: Vec<u8>,
+    counts: Counts,
+    rows: usize,
+}
+
+impl Encoder {
+    /// Sized from the start for `total` rows: a buffer that doubles as it grows would
+    /// hold up to twice the answer of 10,000 rows at the end.
+    fn new(total: usize) -> Self {
+        let mut text = Vec::with_capacity(total * 160 + 64);
+        text.extend_from_slice(b"{\"results\":[");
+        Self {
+            text,
+            counts: Counts::default(),
+            rows: 0,
+        }
+    }
+
+    fn push(&mut self, row: &RowResult) -> Result<(), serde_json::Error> {
+        if self.rows > 0 {
+            self.text.push(b',');
+        }
+        serde_json::to_writer(&mut self.text, row)?;
+        self.rows += 1;
+        match row.status {
+            Status::Created => self.counts.created += 1,
+            Status::Existing => self.counts.existing += 1,
+            Status::Failed => self.counts.failed += 1,
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(String, Counts), serde_json::Error> {
+        self.text.extend_from_slice(b"],\"counts\":");
+        serde_json::to_writer(&mut self.text, &self.counts)?;
+        self.text
+            .extend_from_slice(format!(",\"total\":{}}}", self.rows).as_bytes());
+        // serde_json writes UTF-8 only, so this checks and does not copy.
+        let text = String::from_utf8(self.text).map_err(serde::ser::Error::custom)?;
+        Ok((text, self.counts))
+    }
+}
+
+/// What a row answered, kept for the later rows of its request that are the same user
+/// (each of which answers with its own index, address and employee id): a few dozen
+/// bytes a row instead of a whole [`RowResult`].
+#[derive(Clone)]
+struct Answer {
+    status: Status,
+    account_id: Option<Box<str>>,
+    reasons: Box<[Reason]>,
+}
+
+impl From<RowResult> for Answer {
+    fn from(r: RowResult) -> Self {
+        Self {
+            status: r.status,
+            account_id: r.account_id.map(String::into_boxed_str),
+            reasons: r.reasons.into_boxed_slice(),
+        }
+    }
+}
+
+/// A key by which two rows of a request are the same user (an employee id, an
+/// address, an account, a failed row's digest), as a 128-bit keyed hash: 16 bytes a
+/// key instead of a string. The hash keys are random per request, so a partner cannot
+/// make two keys collide; by chance, among the 30,000 keys of a 10,000-user list, one
+/// collision has a probability under 10⁻²⁹.
+struct UserKeys(std::hash::RandomState, std::hash::RandomState);
+
+type UserKey = u128;
+
+impl UserKeys {
+    fn new() -> Self {
+        Self(std::hash::RandomState::new(), std::hash::RandomState::new())
+    }
+
+    fn key(&self, kind: u8, text: &str) -> UserKey {
+        use std::hash::BuildHasher;
+        (u128::from(self.0.hash_one((kind, text))) << 64)
+            | u128::from(self.1.hash_one((kind, text)))
+    }
+}
+
 /// A row that passed validation.
 struct Valid {
     email: Email,
@@ -513,7 +602,10 @@ pub async fn user_create(
             .body(kept.response));
         }
     }
-    let outcome = register(&state, &partner_id, body.freeze()).await;
+    // As `Bytes`, the answer is kept for the key and sent without a second copy.
+    let outcome = register(&state, &partner_id, body.freeze())
+        .await
+        .map(web::Bytes::from);
     if let Some(key) = key {
         let (pid, status) = (partner_id.clone(), 200);
         let encoded = outcome.as_ref().ok().cloned();
@@ -521,7 +613,9 @@ pub async fn user_create(
             .db
             .write(move |c| match encoded {
                 Some(response) => {
-                    registrations::complete_idempotency_key(c, &pid, &key, status, &response)
+                    // UTF-8 (`register` checked it), so this borrows.
+                    let text = String::from_utf8_lossy(&response);
+                    registrations::complete_idempotency_key(c, &pid, &key, status, &text)
                 }
                 None => registrations::release_idempotency_key(c, &pid, &key),
             })
@@ -592,8 +686,9 @@ async fn register(
     };
 
     let total = users.len();
-    // Every row's answer, in order: row `i` answers `results[i]`.
-    let mut results: Arc<Vec<RowResult>> = Arc::new(Vec::with_capacity(total));
+    // Every row's answer, in order: row `i` answers `answers[i]`.
+    let mut answers: Arc<Vec<Answer>> = Arc::new(Vec::with_capacity(total));
+    let mut encoder = Encoder::new(total);
     let mut sent = 0usize;
     let users = Arc::new(users);
     let common = Arc::new(Common {
@@ -602,6 +697,7 @@ async fn register(
         link_key: state.link_key.clone(),
         link_ttl_secs: state.link_ttl_secs,
         plans,
+        keys: UserKeys::new(),
     });
     // A chunk's rows are read, and what its new users need is made, on another
     // thread while the chunk before it writes (`prepare`): the database and this
@@ -613,9 +709,9 @@ async fn register(
     };
     let mut next = (total > 0).then(|| prepare_chunk(0));
     // The first row so far of each key, so that a row repeated later in the list
-    // answers the same as its first occurrence (an index into `results`: a list of
+    // answers the same as its first occurrence (an index into `answers`: a list of
     // 10,000 users has some 30,000 keys, each kept once, beside its row's answer).
-    let mut earlier: Arc<HashMap<String, usize>> = Arc::new(HashMap::new());
+    let mut earlier: Arc<HashMap<UserKey, usize>> = Arc::new(HashMap::new());
     for start in (0..total).step_by(INSERT_CHUNK) {
         let end = (start + INSERT_CHUNK).min(total);
         let prepared = match next.take() {
@@ -632,13 +728,13 @@ async fn register(
         let (chunk_results, chunk_sent, keys) = loop {
             let ctx = ChunkContext {
                 common: common.clone(),
-                answers: results.clone(),
+                answers: answers.clone(),
                 earlier: earlier.clone(),
             };
             let prepared = prepared.clone();
             match state
                 .db
-                .write(move |c| register_chunk(c, &ctx, &prepared.0, &prepared.1))
+                .write(move |c| register_chunk(c, &ctx, &prepared.rows, &prepared.fresh))
                 .await
             {
                 // Another request registered one of these users at the same moment
@@ -660,43 +756,31 @@ async fn register(
         // The chunk's task has ended and dropped its references: these extend in
         // place.
         Arc::make_mut(&mut earlier).extend(keys);
-        Arc::make_mut(&mut results).extend(chunk_results);
+        let encode =
+            |e: serde_json::Error| ApiError::Internal(format!("cannot encode the response: {e}"));
+        for r in &chunk_results {
+            encoder.push(r).map_err(encode)?;
+        }
+        Arc::make_mut(&mut answers).extend(chunk_results.into_iter().map(Answer::from));
         sent += chunk_sent;
         if chunk_sent > 0 {
             state.outbox_wake.notify_one();
         }
     }
-    drop(earlier);
-    let results = Arc::try_unwrap(results).unwrap_or_else(|shared| shared.as_ref().clone());
-    let mut counts = Counts::default();
-    for r in &results {
-        match r.status {
-            Status::Created => counts.created += 1,
-            Status::Existing => counts.existing += 1,
-            Status::Failed => counts.failed += 1,
-        }
-    }
+    drop((earlier, answers));
+    let (encoded, counts) = encoder
+        .finish()
+        .map_err(|e| ApiError::Internal(format!("cannot encode the response: {e}")))?;
     tracing::info!(
         partner_id = %partner_id,
-        rows = results.len(),
+        rows = total,
         created = counts.created,
         existing = counts.existing,
         failed = counts.failed,
         emails = sent,
         "user.create"
     );
-    let response = BatchResponse {
-        total: results.len(),
-        results,
-        counts,
-    };
-    // Sized from the start (a row's answer is some 150 bytes): a String that doubles
-    // as it grows would hold up to twice the answer of 10,000 rows at the end.
-    let mut encoded = Vec::with_capacity(response.total * 160 + 64);
-    serde_json::to_writer(&mut encoded, &response)
-        .map_err(|e| ApiError::Internal(format!("cannot encode the response: {e}")))?;
-    String::from_utf8(encoded)
-        .map_err(|e| ApiError::Internal(format!("cannot encode the response: {e}")))
+    Ok(encoded)
 }
 
 /// What every chunk of a request shares.
@@ -707,36 +791,46 @@ struct Common {
     link_ttl_secs: i64,
     /// The partner's plan codes.
     plans: HashSet<String>,
+    keys: UserKeys,
 }
 
 struct ChunkContext {
     common: Arc<Common>,
     /// The answers of the earlier chunks' rows, in order.
-    answers: Arc<Vec<RowResult>>,
+    answers: Arc<Vec<Answer>>,
     /// The first of the earlier chunks' rows with each key (an index into `answers`).
-    earlier: Arc<HashMap<String, usize>>,
+    earlier: Arc<HashMap<UserKey, usize>>,
 }
 
 impl ChunkContext {
-    /// The answer of row `index`: an earlier chunk's, or one of `out`, the answers so
-    /// far of the chunk whose first row is `start`.
-    fn answer<'a>(
-        &'a self,
-        out: &'a [RowResult],
-        start: usize,
-        index: usize,
-    ) -> Option<&'a RowResult> {
-        match index.checked_sub(start) {
-            Some(at) => out.get(at),
-            None => self.answers.get(index),
-        }
+    /// Row `r`'s answer when it is the same user as row `first`: `first`'s outcome,
+    /// with `r`'s own index, address and employee id. Row `first` is an earlier
+    /// chunk's, or one of `out`, the answers so far of the chunk whose first row is
+    /// `start`.
+    fn again(&self, out: &[RowResult], start: usize, first: usize, r: &Row) -> Option<RowResult> {
+        let (status, account_id, reasons) = match first.checked_sub(start) {
+            Some(at) => out
+                .get(at)
+                .map(|p| (p.status, p.account_id.as_deref(), p.reasons.as_slice()))?,
+            None => self
+                .answers
+                .get(first)
+                .map(|a| (a.status, a.account_id.as_deref(), &*a.reasons))?,
+        };
+        Some(RowResult {
+            index: r.index,
+            status,
+            account_id: account_id.map(str::to_owned),
+            email: r.email_raw.clone(),
+            partner_employee_id: r.employee_raw.clone(),
+            reasons: reasons.to_vec(),
+        })
     }
 }
 
 /// What a valid row writes if it turns out to be a new user: its account, its
 /// contact, its welcome email (encoded) and the set-password link in it. Made
 /// before the chunk's transaction; thrown away for a row that is not new.
-#[derive(Clone)]
 struct Fresh {
     account: AccountRow,
     contact: ContactRow,
@@ -780,14 +874,18 @@ fn fresh_of(common: &Common, v: &Valid, now: NaiveDateTime) -> Result<Fresh, Sto
     })
 }
 
-/// The rows of a chunk (the users of `range`), and the [`Fresh`] of each (`None`
-/// for a row that failed validation, or that could not be prepared, which its chunk
-/// then prepares itself and reports).
-fn prepare(
-    common: &Common,
-    users: &Users,
-    range: std::ops::Range<usize>,
-) -> (Vec<Row>, Vec<Option<Fresh>>) {
+/// A chunk ready to write: its rows, and the [`Fresh`] of each (`None` for a row
+/// that failed validation, or that could not be prepared, which its chunk then
+/// prepares itself and reports). The chunk's transaction takes each `Fresh` it uses
+/// out (a second copy of the chunk's new rows would be another megabyte per request
+/// in flight); if it rolls back, its retry prepares those rows again.
+struct Prepared {
+    rows: Vec<Row>,
+    fresh: std::sync::Mutex<Vec<Option<Fresh>>>,
+}
+
+/// The chunk of the users of `range`.
+fn prepare(common: &Common, users: &Users, range: std::ops::Range<usize>) -> Prepared {
     let now = admit_store::now();
     let rows: Vec<Row> = range
         .map(|i| parse_row(i, &users.row(i), &common.plans))
@@ -801,7 +899,10 @@ fn prepare(
                 .and_then(|v| fresh_of(common, v, now).ok())
         })
         .collect();
-    (rows, fresh)
+    Prepared {
+        rows,
+        fresh: std::sync::Mutex::new(fresh),
+    }
 }
 
 fn result_of(
@@ -822,18 +923,18 @@ fn result_of(
 
 /// The keys by which a row is the same user as another: its employee id, its
 /// address, and the account that address already has.
-fn user_keys(r: &Row, account: Option<&String>) -> Vec<String> {
-    let mut keys = Vec::with_capacity(3);
+fn user_keys(keys: &UserKeys, r: &Row, account: Option<&String>) -> Vec<UserKey> {
+    let mut out = Vec::with_capacity(3);
     if let Some(e) = &r.employee_raw {
-        keys.push(format!("e:{e}"));
+        out.push(keys.key(b'e', e));
     }
     if let Some(m) = &r.email_norm {
-        keys.push(format!("m:{m}"));
+        out.push(keys.key(b'm', m));
     }
     if let Some(a) = account {
-        keys.push(format!("a:{a}"));
+        out.push(keys.key(b'a', a));
     }
-    keys
+    out
 }
 
 fn status_of(m: &MembershipRow) -> Status {
@@ -846,15 +947,19 @@ fn status_of(m: &MembershipRow) -> Status {
 
 /// A chunk's answers, the number of emails it queued, and the first of its rows with
 /// each key (by row index).
-type ChunkOutcome = (Vec<RowResult>, usize, HashMap<String, usize>);
+type ChunkOutcome = (Vec<RowResult>, usize, HashMap<UserKey, usize>);
 
 /// Registers one chunk inside its transaction.
 fn register_chunk(
     c: &mut AnyConnection,
     ctx: &ChunkContext,
     rows: &[Row],
-    fresh: &[Option<Fresh>],
+    fresh: &std::sync::Mutex<Vec<Option<Fresh>>>,
 ) -> Result<ChunkOutcome, StoreError> {
+    // Only this chunk's transaction uses it; a panic elsewhere left nothing half-done.
+    let mut fresh = fresh
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let now = admit_store::now();
     let common = ctx.common.as_ref();
     let pid = common.partner_id.as_str();
@@ -895,7 +1000,7 @@ fn register_chunk(
     // The first row of this chunk with each key: a row that is the same user as an
     // earlier one (same employee id, address, or account) answers the same.
     let start = rows.first().map_or(0, |r| r.index);
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut seen: HashMap<UserKey, usize> = HashMap::new();
     let mut new_accounts: Vec<AccountRow> = Vec::new();
     let mut new_contacts: Vec<ContactRow> = Vec::new();
     let mut new_memberships: Vec<MembershipRow> = Vec::new();
@@ -908,19 +1013,11 @@ fn register_chunk(
     let mut out = Vec::with_capacity(rows.len());
     for (i, r) in rows.iter().enumerate() {
         let account = r.email_norm.as_ref().and_then(|m| accounts_of.get(m));
-        let keys = user_keys(r, account);
-        let again = |prev: &RowResult| {
-            let mut again = prev.clone();
-            again.index = r.index;
-            again.email = r.email_raw.clone();
-            again.partner_employee_id = r.employee_raw.clone();
-            again
-        };
+        let keys = user_keys(&common.keys, r, account);
         if let Some(repeated) = keys
             .iter()
             .find_map(|k| seen.get(k).or_else(|| ctx.earlier.get(k)))
-            .and_then(|&first| ctx.answer(&out, start, first))
-            .map(again)
+            .and_then(|&first| ctx.again(&out, start, first, r))
         {
             out.push(repeated);
             continue;
@@ -934,7 +1031,7 @@ fn register_chunk(
             .or_else(|| r.email_norm.as_ref().and_then(|m| by_email.get(m)))
             .or_else(|| account.and_then(|a| by_account.get(a)));
         if let Some(m) = known {
-            for k in user_keys(r, Some(&m.account_id)) {
+            for k in user_keys(&common.keys, r, Some(&m.account_id)) {
                 seen.entry(k).or_insert(r.index);
             }
             out.push(result_of(
@@ -948,12 +1045,11 @@ fn register_chunk(
         let v = match &r.parsed {
             Ok(v) => v,
             Err(reasons) => {
-                let key = format!("f:{}", r.digest);
+                let key = common.keys.key(b'f', &r.digest);
                 if let Some(repeated) = seen
                     .get(&key)
                     .or_else(|| ctx.earlier.get(&key))
-                    .and_then(|&first| ctx.answer(&out, start, first))
-                    .map(again)
+                    .and_then(|&first| ctx.again(&out, start, first, r))
                 {
                     out.push(repeated);
                     continue;
@@ -1013,7 +1109,7 @@ fn register_chunk(
                 (id.clone(), Status::Existing)
             }
             None => {
-                let f = match fresh.get(i).cloned().flatten() {
+                let f = match fresh.get_mut(i).and_then(Option::take) {
                     Some(f) => f,
                     None => fresh_of(common, v, now)?,
                 };
@@ -1038,7 +1134,7 @@ fn register_chunk(
             attributes: v.attributes.clone(),
             created_at: now,
         });
-        for k in user_keys(r, Some(&account_id)) {
+        for k in user_keys(&common.keys, r, Some(&account_id)) {
             seen.entry(k).or_insert(r.index);
         }
         out.push(result_of(r, status, Some(account_id), Vec::new()));
@@ -1159,5 +1255,59 @@ mod tests {
             "users: send either user or users, not both"
         );
         assert_eq!(message(br#"{"users": []}"#), "users: the list is empty");
+    }
+
+    #[test]
+    fn the_answer_written_a_chunk_at_a_time_is_serdes_of_the_whole_response() {
+        let row = |index, status, account_id: Option<&str>, reasons: Vec<Reason>| RowResult {
+            index,
+            status,
+            account_id: account_id.map(str::to_owned),
+            email: Some(format!("user{index}@example.com")),
+            partner_employee_id: (index % 2 == 0).then(|| format!("E\"{index}")),
+            reasons,
+        };
+        let results = vec![
+            row(0, Status::Created, Some("0190-a"), Vec::new()),
+            row(
+                1,
+                Status::Failed,
+                None,
+                vec![reason("Email", "Email is required")],
+            ),
+            row(2, Status::Existing, Some("0190-b"), Vec::new()),
+            row(3, Status::Created, Some("0190-c"), Vec::new()),
+        ];
+        let mut encoder = Encoder::new(results.len());
+        for r in &results {
+            encoder.push(r).expect("encodes");
+        }
+        let (text, counts) = encoder.finish().expect("encodes");
+        let whole = BatchResponse {
+            total: 4,
+            counts: Counts {
+                created: 2,
+                existing: 1,
+                failed: 1,
+            },
+            results,
+        };
+        assert_eq!(text, serde_json::to_string(&whole).expect("encodes"));
+        assert_eq!((counts.created, counts.existing, counts.failed), (2, 1, 1));
+        let (empty, _) = Encoder::new(0).finish().expect("encodes");
+        assert_eq!(
+            empty,
+            r#"{"results":[],"counts":{"created":0,"existing":0,"failed":0},"total":0}"#
+        );
+    }
+
+    #[test]
+    fn user_keys_tell_kinds_apart_and_agree_within_a_request() {
+        let keys = UserKeys::new();
+        assert_eq!(keys.key(b'e', "A1"), keys.key(b'e', "A1"));
+        assert_ne!(keys.key(b'e', "A1"), keys.key(b'm', "A1"));
+        assert_ne!(keys.key(b'e', "A1"), keys.key(b'e', "A2"));
+        // Another request hashes with other keys.
+        assert_ne!(keys.key(b'e', "A1"), UserKeys::new().key(b'e', "A1"));
     }
 }

@@ -77,6 +77,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    admit_runtime::memory::tune();
     let cli = Cli::parse();
     let settings = Settings::load(cli.config.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

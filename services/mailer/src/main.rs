@@ -2,6 +2,7 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    admit_runtime::memory::tune();
     let file = std::env::var_os("ADMIT_CONFIG").map(std::path::PathBuf::from);
     let settings = admit_runtime::Settings::load(file.as_deref())?;
     admit_runtime::logging::init(&settings.log);
