@@ -18,8 +18,10 @@ pub const TRIM_THRESHOLD: i32 = 512 * 1024;
 pub const ARENA_MAX: i32 = 2;
 
 /// Sets the allocator's thresholds (see the module). Call it first in `main`, before
-/// the service allocates much (arenas are made as threads first contend). Best effort: elsewhere than glibc it does nothing; an environment
-/// that sets `MALLOC_ARENA_MAX` or `MALLOC_MMAP_THRESHOLD_` keeps its own choice.
+/// the service allocates much (arenas are made as threads first contend). Best
+/// effort: elsewhere than glibc it does nothing; an environment that sets
+/// `MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_` or `MALLOC_TRIM_THRESHOLD_` keeps its
+/// own choice.
 #[allow(unsafe_code)]
 pub fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -686,6 +686,8 @@ async fn register(
     };
 
     let total = users.len();
+    let encode =
+        |e: serde_json::Error| ApiError::Internal(format!("cannot encode the response: {e}"));
     // Every row's answer, in order: row `i` answers `answers[i]`.
     let mut answers: Arc<Vec<Answer>> = Arc::new(Vec::with_capacity(total));
     let mut encoder = Encoder::new(total);
@@ -756,8 +758,6 @@ async fn register(
         // The chunk's task has ended and dropped its references: these extend in
         // place.
         Arc::make_mut(&mut earlier).extend(keys);
-        let encode =
-            |e: serde_json::Error| ApiError::Internal(format!("cannot encode the response: {e}"));
         for r in &chunk_results {
             encoder.push(r).map_err(encode)?;
         }
@@ -768,9 +768,7 @@ async fn register(
         }
     }
     drop((earlier, answers));
-    let (encoded, counts) = encoder
-        .finish()
-        .map_err(|e| ApiError::Internal(format!("cannot encode the response: {e}")))?;
+    let (encoded, counts) = encoder.finish().map_err(encode)?;
     tracing::info!(
         partner_id = %partner_id,
         rows = total,
