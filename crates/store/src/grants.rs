@@ -313,23 +313,34 @@ pub fn spend_refresh(
     }
 }
 
-/// The one statement of [`rotate_refresh`]: spends the token if it is unspent,
-/// unexpired, `client_id`'s and of a live grant, and inserts the next token of that
+/// One refresh of a group handed to [`rotate_refresh`]: the digest of the token
+/// presented, the client that presented it, the digest of its successor.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub digest: String,
+    pub client_id: String,
+    pub next_digest: String,
+}
+
+/// The one statement of [`rotate_refresh`]. For each rotation of the group (an
+/// `unnest` of three arrays, numbered from 1), it spends the token if it is unspent,
+/// unexpired, that client's and of a live grant, and inserts the next token of that
 /// grant (expiring with the grant or at `until`, whichever is first). The client and
 /// grant checks are in the `UPDATE`'s own `WHERE`, so a token that fails them is left
 /// as it was. Under READ COMMITTED a concurrent spender blocks on the row and then
 /// re-checks `used_at IS NULL` against the winner's committed version: it matches
-/// nothing, so there is one winner.
+/// nothing, so there is one winner. A token named twice in one group is updated once
+/// (an `UPDATE … FROM` changes a row at most once, with one of its matches), so there
+/// too one rotation wins and the other is returned as a miss.
 ///
 /// A query of its own type, not a `sql_query`: diesel prepares it once per
 /// connection and reuses the prepared statement (its cache is keyed by this type),
-/// where a `sql_query` is parsed and planned by PostgreSQL on every call, about half
-/// of what this statement costs it.
+/// where a `sql_query` is parsed and planned by PostgreSQL on every call.
 struct RotateRefreshPg {
     now: NaiveDateTime,
-    digest: String,
-    client_id: String,
-    next_digest: String,
+    digests: Vec<String>,
+    client_ids: Vec<String>,
+    next_digests: Vec<String>,
     until: NaiveDateTime,
 }
 
@@ -347,30 +358,40 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateRefreshPg {
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        use diesel::sql_types::{Text, Timestamp};
-        out.push_sql("WITH spent AS (UPDATE refresh_tokens AS r SET used_at = ");
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(" FROM grants AS g WHERE r.token_digest = ");
-        out.push_bind_param::<Text, _>(&self.digest)?;
-        out.push_sql(" AND r.used_at IS NULL AND r.expires_at > ");
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(" AND g.id = r.grant_id AND g.client_id = ");
-        out.push_bind_param::<Text, _>(&self.client_id)?;
-        out.push_sql(" AND g.revoked_at IS NULL AND g.expires_at > ");
+        use diesel::sql_types::{Array, Text, Timestamp};
+        out.push_sql("WITH u AS (SELECT * FROM unnest(");
+        out.push_bind_param::<Array<Text>, _>(&self.digests)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.client_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.next_digests)?;
+        out.push_sql(
+            ") WITH ORDINALITY AS u (digest, client_id, next_digest, i)), \
+             spent AS (UPDATE refresh_tokens AS r SET used_at = ",
+        );
         out.push_bind_param::<Timestamp, _>(&self.now)?;
         out.push_sql(
-            " RETURNING g.id, g.client_id, g.account_id, g.scope, g.nonce, g.auth_time, \
-             g.created_at, g.expires_at, g.revoked_at), \
-             next AS (INSERT INTO refresh_tokens \
-             (token_digest, grant_id, created_at, expires_at, used_at) SELECT ",
+            " FROM u, grants AS g WHERE r.token_digest = u.digest \
+             AND r.used_at IS NULL AND r.expires_at > ",
         );
-        out.push_bind_param::<Text, _>(&self.next_digest)?;
-        out.push_sql(", id, ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(
+            " AND g.id = r.grant_id AND g.client_id = u.client_id \
+             AND g.revoked_at IS NULL AND g.expires_at > ",
+        );
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(
+            " RETURNING u.i, u.next_digest, g.id, g.client_id, g.account_id, g.scope, \
+             g.nonce, g.auth_time, g.created_at, g.expires_at, g.revoked_at), \
+             next AS (INSERT INTO refresh_tokens \
+             (token_digest, grant_id, created_at, expires_at, used_at) \
+             SELECT next_digest, id, ",
+        );
         out.push_bind_param::<Timestamp, _>(&self.now)?;
         out.push_sql(", LEAST(expires_at, ");
         out.push_bind_param::<Timestamp, _>(&self.until)?;
         out.push_sql(
-            "), NULL FROM spent) SELECT id, client_id, account_id, scope, nonce, \
+            "), NULL FROM spent) SELECT i, id, client_id, account_id, scope, nonce, \
              auth_time, created_at, expires_at, revoked_at FROM spent",
         );
         Ok(())
@@ -379,35 +400,50 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateRefreshPg {
 
 impl RunQueryDsl<diesel::PgConnection> for RotateRefreshPg {}
 
-/// The fast path of a refresh on PostgreSQL: spends refresh token `digest` presented
-/// by `client_id` and stores the next token of its grant (`next_digest`, lasting at
-/// most `ttl_secs`) in one autocommitted statement: one round trip, one commit.
-/// Returns the live grant when it won.
+/// A rotation that won: its number in the group (from 1) and its live grant.
+#[derive(QueryableByName)]
+struct Rotated {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    i: i64,
+    #[diesel(embed)]
+    grant: GrantRow,
+}
+
+/// The fast path of refreshes on PostgreSQL: for a group of rotations, each spends
+/// its refresh token and stores the next token of its grant (lasting at most
+/// `ttl_secs`), all in one autocommitted statement: one round trip and one commit
+/// whatever the size of the group. Answers, in the order of `group`, the live grant
+/// of each rotation that won.
 ///
-/// `None` when the statement changed nothing (unknown, spent, expired, another
-/// client's, or its grant revoked or ended), and always on SQLite: the caller then
-/// runs [`spend_refresh`] in a transaction, which tells those cases apart and revokes
-/// the grant of a spent token. Call it outside any transaction.
+/// `None` for a rotation that changed nothing (unknown, spent, expired, another
+/// client's, or its grant revoked or ended, or a token named earlier in the same
+/// group), and for all of them on SQLite: the caller then runs [`spend_refresh`] in a
+/// transaction, which tells those cases apart and revokes the grant of a spent token.
+/// On an error nothing of the group is written. Call it outside any transaction.
 pub fn rotate_refresh(
     conn: &mut AnyConnection,
-    digest: &str,
-    client_id: &str,
-    next_digest: &str,
+    group: &[Rotation],
     now: NaiveDateTime,
     ttl_secs: i64,
-) -> Result<Option<GrantRow>, StoreError> {
+) -> Result<Vec<Option<GrantRow>>, StoreError> {
+    let mut won: Vec<Option<GrantRow>> = vec![None; group.len()];
     let AnyConnection::Pg(pg) = conn else {
-        return Ok(None);
+        return Ok(won);
     };
-    Ok(RotateRefreshPg {
+    let rotated = RotateRefreshPg {
         now,
-        digest: digest.to_owned(),
-        client_id: client_id.to_owned(),
-        next_digest: next_digest.to_owned(),
+        digests: group.iter().map(|r| r.digest.clone()).collect(),
+        client_ids: group.iter().map(|r| r.client_id.clone()).collect(),
+        next_digests: group.iter().map(|r| r.next_digest.clone()).collect(),
         until: now + chrono::Duration::seconds(ttl_secs),
     }
-    .get_result::<GrantRow>(pg)
-    .optional()?)
+    .load::<Rotated>(pg)?;
+    for Rotated { i, grant } in rotated {
+        if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| won.get_mut(i)) {
+            *slot = Some(grant);
+        }
+    }
+    Ok(won)
 }
 
 /// The grant a refresh token belongs to, whether or not it is spent (revocation).

@@ -257,3 +257,110 @@ async fn every_kind_of_revocation_is_logged_by_the_database() -> anyhow::Result<
     }
     Ok(())
 }
+
+fn refresh(digest: &str, grant_id: &str) -> RefreshRow {
+    let now = admit_store::now();
+    RefreshRow {
+        token_digest: digest.into(),
+        grant_id: grant_id.into(),
+        created_at: now,
+        expires_at: now + Duration::days(1),
+        used_at: None,
+    }
+}
+
+fn rotation(digest: &str, client_id: &str, next: &str) -> grants::Rotation {
+    grants::Rotation {
+        digest: digest.into(),
+        client_id: client_id.into(),
+        next_digest: next.into(),
+    }
+}
+
+/// The grouped refresh statement (`grants::rotate_refresh`): in one group, a token
+/// named twice is spent once, another client's token, a token of a revoked or ended
+/// grant and an unknown token are left as they were, and only the winners get a
+/// successor. A rotation logs no revocation. SQLite has no grouped statement: every
+/// rotation is a miss and nothing changes (the caller takes the transaction).
+#[tokio::test]
+async fn a_group_of_rotations_has_one_winner_per_token_and_leaves_the_rest_as_they_were(
+) -> anyhow::Result<()> {
+    for (backend, tdb) in TestDatabase::each()? {
+        let db = tdb.db()?;
+        setup(&db).await?;
+        db.write(|c| {
+            grants::insert_refresh(c, &refresh("rt-revoked", "g-endpoint"))?;
+            grants::insert_refresh(c, &refresh("rt-ended", "g-expired"))?;
+            grants::insert_refresh(c, &refresh("rt-a", "g-pw-a"))?;
+            grants::insert_refresh(c, &refresh("rt-b", "g-pw-b"))?;
+            grants::revoke_grant(c, "g-endpoint", admit_store::now())
+        })
+        .await?;
+        let seen = logged_since(&db, 0).await?.last().map_or(0, |(s, _)| *s);
+        let group = vec![
+            rotation("rt1", "c1", "n0"),
+            rotation("rt1", "c1", "n1"),
+            rotation("rt-b", "c-other", "n2"),
+            rotation("rt-revoked", "c1", "n3"),
+            rotation("rt-ended", "c1", "n4"),
+            rotation("rt-unknown", "c1", "n5"),
+            rotation("rt-a", "c-other", "n6"),
+            rotation("rt-a", "c1", "n7"),
+        ];
+        let won = db
+            .run(move |c| grants::rotate_refresh(c, &group, admit_store::now(), 3600))
+            .await?;
+        let won: Vec<Option<String>> = won.into_iter().map(|g| g.map(|g| g.id)).collect();
+        let successor = |d: &'static str| {
+            let db = db.clone();
+            async move {
+                Ok::<_, anyhow::Error>(
+                    db.run(move |c| grants::grant_of_refresh(c, d))
+                        .await?
+                        .map(|g| g.id),
+                )
+            }
+        };
+        if backend == "sqlite" {
+            assert_eq!(won, vec![None; 8], "{backend}");
+            for n in ["n0", "n1", "n7"] {
+                assert_eq!(successor(n).await?, None, "{backend}: {n}");
+            }
+            continue;
+        }
+        // rt1 is named twice: one of the two wins (which one is PostgreSQL's choice).
+        let rt1: Vec<usize> = (0..2).filter(|&i| won[i].is_some()).collect();
+        assert_eq!(rt1.len(), 1, "{backend}: one winner for rt1 in {won:?}");
+        assert_eq!(won[rt1[0]].as_deref(), Some("g-replay"), "{backend}");
+        assert_eq!(&won[2..7], &[None, None, None, None, None], "{backend}");
+        assert_eq!(won[7].as_deref(), Some("g-pw-a"), "{backend}");
+        let winner_next = ["n0", "n1"][rt1[0]];
+        let loser_next = ["n0", "n1"][1 - rt1[0]];
+        assert_eq!(successor(winner_next).await?.as_deref(), Some("g-replay"));
+        assert_eq!(successor("n7").await?.as_deref(), Some("g-pw-a"));
+        for n in [loser_next, "n2", "n3", "n4", "n5", "n6"] {
+            assert_eq!(successor(n).await?, None, "{backend}: no successor {n}");
+        }
+        // Spent: presenting rt1 again is a replay. Left unspent: rt-b, whose grant is
+        // still live, is won by its own client now.
+        let again = db
+            .write(|c| grants::spend_refresh(c, "rt-b", "c1", admit_store::now()))
+            .await?;
+        assert!(matches!(again, Spend::Won(..)), "{backend}: {again:?}");
+        let replay = db
+            .write(|c| grants::spend_refresh(c, "rt1", "c1", admit_store::now()))
+            .await?;
+        assert!(
+            matches!(replay, Spend::Replayed { .. }),
+            "{backend}: {replay:?}"
+        );
+        // Only the replay above logged a revocation.
+        let got: Vec<Revoked> = logged_since(&db, seen)
+            .await?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(got, vec![grant_of("g-replay")], "{backend}");
+    }
+    Ok(())
+}

@@ -4,9 +4,9 @@
 //!
 //! Spending a code or a refresh token, and storing the next refresh token, is one
 //! transaction (see [`admit_store::grants`]): of concurrent presentations one wins.
-//! On PostgreSQL a refresh that wins is one statement ([`grants::rotate_refresh`]);
-//! only one that does not (a replay, an invalid token) or narrows the scope runs the
-//! transaction.
+//! On PostgreSQL the refreshes that win are written in groups, one statement each
+//! ([`crate::rotate`], [`grants::rotate_refresh`]); only one that does not (a
+//! replay, an invalid token) or narrows the scope runs the transaction.
 //! A code or refresh token presented after it was spent revokes its grant: the
 //! refresh tokens stop working and introspection reports the access tokens inactive
 //! (RFC 9700 §4.5 and §4.14).
@@ -195,6 +195,26 @@ pub async fn refresh(
     let digest = secret::digest(token);
     let client_id = client.id.clone();
     let next = secret::generate("rt_");
+    // The common case in one grouped statement (PostgreSQL): an unspent token of this
+    // client, no narrowing. Anything else, and SQLite, takes the transaction below,
+    // which tells a replay from an invalid token and revokes the grant of a replayed
+    // one. A token only ever goes from unspent to spent, so what the transaction sees
+    // after a miss here is at least as spent as what the miss saw: a concurrent loser
+    // is always a replay.
+    if narrowed.is_none() {
+        let rotation = grants::Rotation {
+            digest: digest.clone(),
+            client_id: client_id.clone(),
+            next_digest: secret::digest(&next),
+        };
+        if let Some(grant) = state.rotator.rotate(rotation).await {
+            let outcome = Outcome::Issued {
+                grant,
+                refresh: Some(next),
+            };
+            return respond(client, state, outcome, false).await;
+        }
+    }
     let origin = origin.clone();
     let refresh_ttl = state.refresh_ttl_secs;
     let db = state.db.clone();
@@ -202,23 +222,6 @@ pub async fn refresh(
         .db
         .run(move |c| {
             let at = now();
-            // The common case in one statement (PostgreSQL): an unspent token of this
-            // client, no narrowing. Anything else, and SQLite, takes the transaction
-            // below, which tells a replay from an invalid token and revokes the grant
-            // of a replayed one. A token only ever goes from unspent to spent, so what
-            // the transaction sees after a miss here is at least as spent as what the
-            // miss saw: a concurrent loser is always a replay.
-            if narrowed.is_none() {
-                let next_digest = secret::digest(&next);
-                if let Some(grant) =
-                    grants::rotate_refresh(c, &digest, &client_id, &next_digest, at, refresh_ttl)?
-                {
-                    return Ok(Outcome::Issued {
-                        grant,
-                        refresh: Some(next),
-                    });
-                }
-            }
             db.write_on(c, |c| {
                 let mut grant =
                     match grants::spend_refresh(c, &digest, &client_id, at)? {

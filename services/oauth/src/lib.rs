@@ -20,6 +20,7 @@ pub mod internal;
 pub mod introspect;
 pub mod keys;
 pub mod memo;
+pub mod rotate;
 pub mod token;
 
 use actix_web::{web, HttpResponse};
@@ -90,6 +91,8 @@ pub async fn state_with(
     tokio::spawn(purge_revocations(db.clone(), stop));
     let issuer = settings.issuer();
     let base = settings.public_base_url.trim_end_matches('/');
+    let refresh_ttl_secs = settings.oauth.refresh_ttl_secs.max(60);
+    let rotator = rotate::Rotator::spawn(db.clone(), refresh_ttl_secs);
     Ok(web::Data::new(TokenState {
         db,
         keys,
@@ -97,7 +100,8 @@ pub async fn state_with(
         issuer,
         pages: admit_runtime::web::Pages::new(authorize::TEMPLATES)?,
         login_url: format!("{base}/login"),
-        refresh_ttl_secs: settings.oauth.refresh_ttl_secs.max(60),
+        refresh_ttl_secs,
+        rotator,
         internal_token: settings.internal.token.expose_secret().to_owned(),
         admin_token: settings.internal.admin_token.expose_secret().to_owned(),
         default_access_ttl: settings.oauth.access_ttl_secs,

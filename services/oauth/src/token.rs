@@ -26,6 +26,8 @@ pub struct TokenState {
     pub login_url: String,
     /// How long a user's grant (and so its refresh tokens) lasts.
     pub refresh_ttl_secs: i64,
+    /// Refresh rotations written in groups (PostgreSQL; see [`crate::rotate`]).
+    pub rotator: crate::rotate::Rotator,
     /// The credential of internal endpoints (empty: they refuse everyone).
     pub internal_token: String,
     /// The credential of the admin API (empty: it refuses everyone).
