@@ -322,16 +322,16 @@ pub struct Rotation {
     pub next_digest: String,
 }
 
-/// The one statement of [`rotate_refresh`]. For each rotation of the group (an
-/// `unnest` of three arrays, numbered from 1), it spends the token if it is unspent,
-/// unexpired, that client's and of a live grant, and inserts the next token of that
-/// grant (expiring with the grant or at `until`, whichever is first). The client and
-/// grant checks are in the `UPDATE`'s own `WHERE`, so a token that fails them is left
-/// as it was. Under READ COMMITTED a concurrent spender blocks on the row and then
-/// re-checks `used_at IS NULL` against the winner's committed version: it matches
-/// nothing, so there is one winner. A token named twice in one group is updated once
-/// (an `UPDATE … FROM` changes a row at most once, with one of its matches), so there
-/// too one rotation wins and the other is returned as a miss.
+/// The one statement of [`rotate_refresh`]: a call of the database function
+/// `rotate_refresh` (migration 000015), which runs, for each rotation of the group in
+/// order, the single-row statement that spends the token if it is unspent, unexpired,
+/// that client's and of a live grant, and inserts the next token of that grant
+/// (expiring with the grant or at `until`, whichever is first). The client and grant
+/// checks are in the `UPDATE`'s own `WHERE`, so a token that fails them is left as it
+/// was. Under READ COMMITTED a concurrent spender blocks on the row and then re-checks
+/// `used_at IS NULL` against the winner's committed version: it matches nothing, so
+/// there is one winner. A token named twice in one group is spent by the first
+/// rotation; the second sees it spent.
 ///
 /// A query of its own type, not a `sql_query`: diesel prepares it once per
 /// connection and reuses the prepared statement (its cache is keyed by this type),
@@ -359,41 +359,20 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RotateRefreshPg {
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
         use diesel::sql_types::{Array, Text, Timestamp};
-        out.push_sql("WITH u AS (SELECT * FROM unnest(");
+        out.push_sql(
+            "SELECT i, id, client_id, account_id, scope, nonce, auth_time, created_at, \
+             expires_at, revoked_at FROM rotate_refresh(",
+        );
         out.push_bind_param::<Array<Text>, _>(&self.digests)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Text>, _>(&self.client_ids)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Text>, _>(&self.next_digests)?;
-        out.push_sql(
-            ") WITH ORDINALITY AS u (digest, client_id, next_digest, i)), \
-             spent AS (UPDATE refresh_tokens AS r SET used_at = ",
-        );
+        out.push_sql(", ");
         out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(
-            " FROM u, grants AS g WHERE r.token_digest = u.digest \
-             AND r.used_at IS NULL AND r.expires_at > ",
-        );
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(
-            " AND g.id = r.grant_id AND g.client_id = u.client_id \
-             AND g.revoked_at IS NULL AND g.expires_at > ",
-        );
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(
-            " RETURNING u.i, u.next_digest, g.id, g.client_id, g.account_id, g.scope, \
-             g.nonce, g.auth_time, g.created_at, g.expires_at, g.revoked_at), \
-             next AS (INSERT INTO refresh_tokens \
-             (token_digest, grant_id, created_at, expires_at, used_at) \
-             SELECT next_digest, id, ",
-        );
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(", LEAST(expires_at, ");
+        out.push_sql(", ");
         out.push_bind_param::<Timestamp, _>(&self.until)?;
-        out.push_sql(
-            "), NULL FROM spent) SELECT i, id, client_id, account_id, scope, nonce, \
-             auth_time, created_at, expires_at, revoked_at FROM spent",
-        );
+        out.push_sql(")");
         Ok(())
     }
 }
@@ -416,7 +395,7 @@ struct Rotated {
 /// of each rotation that won.
 ///
 /// `None` for a rotation that changed nothing (unknown, spent, expired, another
-/// client's, or its grant revoked or ended, or a token named earlier in the same
+/// client's, or its grant revoked or ended, or a token spent earlier in the same
 /// group), and for all of them on SQLite: the caller then runs [`spend_refresh`] in a
 /// transaction, which tells those cases apart and revokes the grant of a spent token.
 /// On an error nothing of the group is written. Call it outside any transaction.

@@ -5,7 +5,7 @@
 //!
 //! Every rotation is answered only after its group committed. One that the group did
 //! not win (unknown, spent, another client's, its grant revoked or ended, or named
-//! twice in the group), and every rotation of a group whose statement failed (which
+//! twice in the group: the first rotation spends it), and every rotation of a group whose statement failed (which
 //! then wrote nothing), is answered `None`: the caller runs the refresh transaction,
 //! which tells a replay from an invalid token and revokes the grant of a replay. So
 //! the guarantees of a refresh are those of the single statement: one winner among

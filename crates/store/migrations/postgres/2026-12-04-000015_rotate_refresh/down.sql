@@ -1,0 +1,1 @@
+DROP FUNCTION rotate_refresh(TEXT[], TEXT[], TEXT[], TIMESTAMP, TIMESTAMP);
