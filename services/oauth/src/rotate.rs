@@ -12,7 +12,7 @@
 //! parallel presentations of a token, and reuse revokes the family.
 
 use admit_store::grants::{self, GrantRow, Rotation};
-use admit_store::{Backend, Conn, Db};
+use admit_store::{Backend, Db};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -64,31 +64,24 @@ impl Rotator {
 
 /// One lane of the group commit: waits for a rotation, takes every other one already
 /// waiting (at most [`GROUP`]), writes them in one statement, answers each, and
-/// starts again. It keeps its database connection from one group to the next; one
-/// whose statement failed goes back to the pool and the next group takes another.
+/// starts again. Each group checks a connection out of the pool and gives it back:
+/// a lane that kept one would take it from every other request of the service (a
+/// pool of 4 held by 4 lanes would leave none for the transactions of the misses).
 async fn lane(db: Db, rx: Arc<Mutex<mpsc::Receiver<Job>>>, ttl_secs: i64) {
-    let mut held: Option<Conn> = None;
     let mut jobs: Vec<Job> = Vec::with_capacity(GROUP);
     loop {
         if rx.lock().await.recv_many(&mut jobs, GROUP).await == 0 {
             return;
         }
         let group: Vec<Rotation> = jobs.iter().map(|j| j.rotation.clone()).collect();
-        let (db, conn) = (db.clone(), held.take());
+        let db = db.clone();
         let written = tokio::task::spawn_blocking(move || {
-            let mut conn = match conn {
-                Some(c) => c,
-                None => db.get()?,
-            };
-            let won = grants::rotate_refresh(&mut conn, &group, admit_store::now(), ttl_secs)?;
-            Ok::<_, admit_store::StoreError>((conn, won))
+            let mut conn = db.get()?;
+            grants::rotate_refresh(&mut conn, &group, admit_store::now(), ttl_secs)
         })
         .await;
         let won = match written {
-            Ok(Ok((conn, won))) => {
-                held = Some(conn);
-                won
-            }
+            Ok(Ok(won)) => won,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, count = jobs.len(), "refresh group not written; each takes the transaction");
                 Vec::new()
