@@ -5,11 +5,12 @@
 //!
 //! Every rotation is answered only after its group committed. One that the group did
 //! not win (unknown, spent, another client's, its grant revoked or ended, or named
-//! twice in the group: the first rotation spends it), and every rotation of a group whose statement failed (which
-//! then wrote nothing), is answered `None`: the caller runs the refresh transaction,
-//! which tells a replay from an invalid token and revokes the grant of a replay. So
-//! the guarantees of a refresh are those of the single statement: one winner among
-//! parallel presentations of a token, and reuse revokes the family.
+//! twice in the group, where the first rotation spends it), and every rotation of a
+//! group whose statement failed (which then wrote nothing), is answered `None`: the
+//! caller runs the refresh transaction, which tells a replay from an invalid token and
+//! revokes the grant of a replay. So the guarantees of a refresh are those of the
+//! single statement: one winner among parallel presentations of a token, and reuse
+//! revokes the family.
 
 use admit_store::grants::{self, GrantRow, Rotation};
 use admit_store::{Backend, Db};
@@ -21,7 +22,8 @@ const GROUP: usize = 256;
 
 /// Groups in flight at once: while some commit, the next gathers and can start. At
 /// c=16 on 2 cores, 4 gave the most refreshes per second (2: 3,974/s, 4: 4,251/s,
-/// 8: 3,850/s, one round each of `scripts/bench oauth`).
+/// 8: 3,850/s; one round each of `scripts/bench oauth`, measured with an earlier form
+/// of the group statement).
 const LANES: usize = 4;
 
 struct Job {
@@ -73,7 +75,9 @@ async fn lane(db: Db, rx: Arc<Mutex<mpsc::Receiver<Job>>>, ttl_secs: i64) {
         if rx.lock().await.recv_many(&mut jobs, GROUP).await == 0 {
             return;
         }
-        let group: Vec<Rotation> = jobs.iter().map(|j| j.rotation.clone()).collect();
+        let (group, answers): (Vec<Rotation>, Vec<_>) =
+            jobs.drain(..).map(|j| (j.rotation, j.done)).unzip();
+        let count = group.len();
         let db = db.clone();
         let written = tokio::task::spawn_blocking(move || {
             let mut conn = db.get()?;
@@ -83,7 +87,7 @@ async fn lane(db: Db, rx: Arc<Mutex<mpsc::Receiver<Job>>>, ttl_secs: i64) {
         let won = match written {
             Ok(Ok(won)) => won,
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, count = jobs.len(), "refresh group not written; each takes the transaction");
+                tracing::warn!(error = %e, count, "refresh group not written; each takes the transaction");
                 Vec::new()
             }
             Err(e) => {
@@ -92,8 +96,8 @@ async fn lane(db: Db, rx: Arc<Mutex<mpsc::Receiver<Job>>>, ttl_secs: i64) {
             }
         };
         let mut won = won.into_iter();
-        for job in jobs.drain(..) {
-            let _ = job.done.send(won.next().flatten());
+        for done in answers {
+            let _ = done.send(won.next().flatten());
         }
     }
 }
