@@ -292,9 +292,12 @@ def cmd_section(d, out, o):
                     what, goal, fmt_n(rate), fmt_n(med["limit"]), fmt(share, "{:.2f}"),
                     met(None if rate is None else rate >= goal)))
     hwm = max((med[(c, "account_mib")] or 0) for c in cs) or None
+    by_c = "; ".join("{} in flight: {} MiB".format(c, fmt(med[(c, "account_mib")], "{:.1f}"))
+                     for c in cs)
     add("| admit-account's peak resident size (VmHWM) while it registers (the largest of the "
-        "concurrencies' medians) | < {} MiB | {} MiB | {} |".format(
-            GOAL_ACCOUNT_MIB, fmt(hwm, "{:.1f}"), met(None if hwm is None else hwm < GOAL_ACCOUNT_MIB)))
+        "concurrencies' medians; a fresh process for each) | < {} MiB | {} MiB ({}) | {} |".format(
+            GOAL_ACCOUNT_MIB, fmt(hwm, "{:.1f}"), by_c,
+            met(None if hwm is None else hwm < GOAL_ACCOUNT_MIB)))
     add("| emails/s from one admit-mailer into smtp-sink, as a share of postfix's smtp-source "
         "into the same sink in the same round | ≥ {} | {} ({} emails/s; limit beside it: "
         "smtp-source, {}/s on {} connections) | {} |".format(
