@@ -1,6 +1,8 @@
 //! `grant_type=refresh_token` under the rules of RFC 9700 §4.14.2, on both backends
-//! (PostgreSQL has a one-statement path for a refresh that wins; SQLite and every
-//! refresh that does not win take the transaction): parallel refreshes of one token
+//! (on PostgreSQL the refreshes that win are written in groups, one call of the
+//! database function `rotate_refresh` each; SQLite, every refresh that does not win,
+//! and every refresh of a group that could not be written take the transaction):
+//! parallel refreshes of one token
 //! have one winner and the losers' reuse revokes the whole family, on two replicas at
 //! once; another client's token is refused and stays unspent; an expired token is
 //! refused; the scope narrows but does not widen.
@@ -332,4 +334,50 @@ async fn parallel_refreshes_of_one_token_on_two_replicas_have_one_winner_and_rev
 #[tokio::test]
 async fn parallel_refreshes_of_one_token_have_one_winner_on_sqlite() -> anyhow::Result<()> {
     parallel_refreshes(Platform::embedded(&[])?, 1).await
+}
+
+/// A group that cannot be written (here: the database function is gone) writes
+/// nothing, and each of its refreshes takes the transaction: the refresh still
+/// rotates, and its reuse still revokes the family.
+#[tokio::test]
+async fn a_refresh_whose_group_cannot_be_written_takes_the_transaction() -> anyhow::Result<()> {
+    let mut s = setup(Platform::production(&[])?).await?;
+    let rt = first_refresh_token(&mut s).await?;
+    let db = admit_store::Db::connect(&s.p.db_url, 1)?;
+    db.run(|c| {
+        let admit_store::AnyConnection::Pg(pg) = c else {
+            return Err(admit_store::StoreError::Internal("not PostgreSQL".into()));
+        };
+        diesel::sql_query(
+            "DROP FUNCTION rotate_refresh(TEXT[], TEXT[], TEXT[], TIMESTAMP, TIMESTAMP)",
+        )
+        .execute(pg)?;
+        Ok(())
+    })
+    .await?;
+    let issuer = s.p.issuer.clone();
+    let (status, body) = refresh(&issuer, &s.c, &rt, None).await?;
+    let next = rotated(status, &body)?;
+    assert_eq!(
+        stored(&s.p, &rt).await?,
+        Some((true, true)),
+        "the old token spent"
+    );
+    assert_eq!(
+        stored(&s.p, &next).await?,
+        Some((false, true)),
+        "its successor stored"
+    );
+    let access = body["access_token"].as_str().context("access_token")?;
+    assert!(active(&issuer, &s.c, access).await?);
+    // Reuse of the spent token revokes the family.
+    let (status, body) = refresh(&issuer, &s.c, &rt, None).await?;
+    invalid_grant("a replayed token", status, &body);
+    assert!(
+        !active(&issuer, &s.c, access).await?,
+        "the family is revoked"
+    );
+    let (status, body) = refresh(&issuer, &s.c, &next, None).await?;
+    invalid_grant("the successor of a replayed token", status, &body);
+    Ok(())
 }
