@@ -336,48 +336,99 @@ async fn parallel_refreshes_of_one_token_have_one_winner_on_sqlite() -> anyhow::
     parallel_refreshes(Platform::embedded(&[])?, 1).await
 }
 
-/// A group that cannot be written (here: the database function is gone) writes
-/// nothing, and each of its refreshes takes the transaction: the refresh still
-/// rotates, and its reuse still revokes the family.
-#[tokio::test]
-async fn a_refresh_whose_group_cannot_be_written_takes_the_transaction() -> anyhow::Result<()> {
-    let mut s = setup(Platform::production(&[])?).await?;
-    let rt = first_refresh_token(&mut s).await?;
-    let db = admit_store::Db::connect(&s.p.db_url, 1)?;
-    db.run(|c| {
+/// Runs `sql` on the platform's PostgreSQL database.
+async fn execute(p: &Platform, sql: &'static str) -> anyhow::Result<()> {
+    let db = admit_store::Db::connect(&p.db_url, 1)?;
+    db.run(move |c| {
         let admit_store::AnyConnection::Pg(pg) = c else {
             return Err(admit_store::StoreError::Internal("not PostgreSQL".into()));
         };
-        diesel::sql_query(
-            "DROP FUNCTION rotate_refresh(TEXT[], TEXT[], TEXT[], TIMESTAMP, TIMESTAMP)",
-        )
-        .execute(pg)?;
+        diesel::sql_query(sql).execute(pg)?;
         Ok(())
     })
     .await?;
+    Ok(())
+}
+
+/// A refresh rotates, its successor is stored and works, and the reuse of the spent
+/// token revokes the family; `group` says what became of the refresh's group.
+async fn rotates_and_reuse_revokes(s: &mut Setup, group: &str) -> anyhow::Result<()> {
+    let rt = first_refresh_token(s).await?;
     let issuer = s.p.issuer.clone();
+    let before = replay_revocations(&s.p)?.len();
     let (status, body) = refresh(&issuer, &s.c, &rt, None).await?;
     let next = rotated(status, &body)?;
     assert_eq!(
         stored(&s.p, &rt).await?,
         Some((true, true)),
-        "the old token spent"
+        "{group}: old token spent"
     );
     assert_eq!(
         stored(&s.p, &next).await?,
         Some((false, true)),
-        "its successor stored"
+        "{group}: successor stored"
     );
     let access = body["access_token"].as_str().context("access_token")?;
-    assert!(active(&issuer, &s.c, access).await?);
+    assert!(
+        active(&issuer, &s.c, access).await?,
+        "{group}: the grant lives"
+    );
+    assert_eq!(
+        replay_revocations(&s.p)?.len(),
+        before,
+        "{group}: no replay seen"
+    );
+    // The successor rotates in its turn.
+    let (status, body) = refresh(&issuer, &s.c, &next, None).await?;
+    let third = rotated(status, &body)?;
     // Reuse of the spent token revokes the family.
     let (status, body) = refresh(&issuer, &s.c, &rt, None).await?;
     invalid_grant("a replayed token", status, &body);
     assert!(
         !active(&issuer, &s.c, access).await?,
-        "the family is revoked"
+        "{group}: the family is revoked"
     );
-    let (status, body) = refresh(&issuer, &s.c, &next, None).await?;
+    let (status, body) = refresh(&issuer, &s.c, &third, None).await?;
     invalid_grant("the successor of a replayed token", status, &body);
     Ok(())
+}
+
+/// A group that cannot be written (here: the database function is gone) writes
+/// nothing, and each of its refreshes takes the transaction.
+#[tokio::test]
+async fn a_refresh_whose_group_cannot_be_written_takes_the_transaction() -> anyhow::Result<()> {
+    let mut s = setup(Platform::production(&[])?).await?;
+    execute(
+        &s.p,
+        "DROP FUNCTION rotate_refresh(TEXT[], TEXT[], TEXT[], TIMESTAMP, TIMESTAMP)",
+    )
+    .await?;
+    rotates_and_reuse_revokes(&mut s, "a failed group").await
+}
+
+/// A group that committed but whose answer was lost (here: its rows cannot be read,
+/// the function answering text where a number is expected): each refresh's
+/// transaction finds its successor stored, so the refresh won; it is not taken for a
+/// replay, and the grant lives on.
+#[tokio::test]
+async fn a_refresh_whose_group_committed_but_lost_its_answer_still_wins() -> anyhow::Result<()> {
+    let mut s = setup(Platform::production(&[])?).await?;
+    execute(
+        &s.p,
+        "ALTER FUNCTION rotate_refresh(TEXT[], TEXT[], TEXT[], TIMESTAMP, TIMESTAMP) \
+         RENAME TO rotate_refresh_committed",
+    )
+    .await?;
+    execute(
+        &s.p,
+        "CREATE FUNCTION rotate_refresh(a TEXT[], b TEXT[], c TEXT[], d TIMESTAMP, \
+         e TIMESTAMP) RETURNS TABLE (i TEXT, id TEXT, client_id TEXT, account_id TEXT, \
+         scope TEXT, nonce TEXT, auth_time TIMESTAMP, created_at TIMESTAMP, \
+         expires_at TIMESTAMP, revoked_at TIMESTAMP) LANGUAGE sql AS $$ \
+         SELECT r.i::TEXT || ' (unreadable)', r.id, r.client_id, r.account_id, r.scope, \
+         r.nonce, r.auth_time, r.created_at, r.expires_at, r.revoked_at \
+         FROM rotate_refresh_committed(a, b, c, d, e) AS r $$",
+    )
+    .await?;
+    rotates_and_reuse_revokes(&mut s, "a lost answer").await
 }

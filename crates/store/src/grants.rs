@@ -398,10 +398,12 @@ struct Rotated {
 /// client's, or its grant revoked or ended, or a token spent earlier in the same
 /// group), and for all of them on SQLite: the caller then runs [`spend_refresh`] in a
 /// transaction, which tells those cases apart and revokes the grant of a spent token.
-/// On an error nothing of the group is written. Call it outside any transaction.
+/// An error is PostgreSQL's rollback of the whole group, except when the answer is
+/// lost after the commit: then each winner's successor is stored (the caller's
+/// transaction looks for it). Call it outside any transaction.
 pub fn rotate_refresh(
     conn: &mut AnyConnection,
-    group: &[Rotation],
+    group: Vec<Rotation>,
     now: NaiveDateTime,
     ttl_secs: i64,
 ) -> Result<Vec<Option<GrantRow>>, StoreError> {
@@ -409,14 +411,19 @@ pub fn rotate_refresh(
     let AnyConnection::Pg(pg) = conn else {
         return Ok(won);
     };
-    let rotated = RotateRefreshPg {
+    let mut statement = RotateRefreshPg {
         now,
-        digests: group.iter().map(|r| r.digest.clone()).collect(),
-        client_ids: group.iter().map(|r| r.client_id.clone()).collect(),
-        next_digests: group.iter().map(|r| r.next_digest.clone()).collect(),
+        digests: Vec::with_capacity(group.len()),
+        client_ids: Vec::with_capacity(group.len()),
+        next_digests: Vec::with_capacity(group.len()),
         until: now + chrono::Duration::seconds(ttl_secs),
+    };
+    for r in group {
+        statement.digests.push(r.digest);
+        statement.client_ids.push(r.client_id);
+        statement.next_digests.push(r.next_digest);
     }
-    .load::<Rotated>(pg)?;
+    let rotated = statement.load::<Rotated>(pg)?;
     for Rotated { i, grant } in rotated {
         if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| won.get_mut(i)) {
             *slot = Some(grant);

@@ -308,7 +308,7 @@ async fn a_group_of_rotations_has_one_winner_per_token_and_leaves_the_rest_as_th
             rotation("rt-a", "c1", "n7"),
         ];
         let won = db
-            .run(move |c| grants::rotate_refresh(c, &group, admit_store::now(), 3600))
+            .run(move |c| grants::rotate_refresh(c, group, admit_store::now(), 3600))
             .await?;
         let won: Vec<Option<String>> = won.into_iter().map(|g| g.map(|g| g.id)).collect();
         let successor = |d: &'static str| {

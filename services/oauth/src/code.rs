@@ -201,11 +201,13 @@ pub async fn refresh(
     // one. A token only ever goes from unspent to spent, so what the transaction sees
     // after a miss here is at least as spent as what the miss saw: a concurrent loser
     // is always a replay.
-    if narrowed.is_none() {
+    let next_digest = secret::digest(&next);
+    let grouped = narrowed.is_none() && state.rotator.is_running();
+    if grouped {
         let rotation = grants::Rotation {
             digest: digest.clone(),
             client_id: client_id.clone(),
-            next_digest: secret::digest(&next),
+            next_digest: next_digest.clone(),
         };
         if let Some(grant) = state.rotator.rotate(rotation).await {
             let outcome = Outcome::Issued {
@@ -223,6 +225,25 @@ pub async fn refresh(
         .run(move |c| {
             let at = now();
             db.write_on(c, |c| {
+                // A group whose answer was lost (the connection dropped after its
+                // commit, its rows not read) may have rotated this token after all:
+                // then its successor is stored, and this refresh won. Without this
+                // look the spent token would read as a replay and end the grant.
+                if grouped {
+                    if let Some(grant) = grants::grant_of_refresh(c, &next_digest)? {
+                        if grant.revoked_at.is_none() && grant.expires_at > at {
+                            return Ok(Outcome::Issued {
+                                grant,
+                                refresh: Some(next),
+                            });
+                        }
+                        return Ok(Outcome::Refused(err(
+                            400,
+                            "invalid_grant",
+                            "the refresh token is unknown, expired, revoked or not this client's",
+                        )));
+                    }
+                }
                 let mut grant =
                     match grants::spend_refresh(c, &digest, &client_id, at)? {
                         Spend::Won(_, grant) => grant,

@@ -3,14 +3,16 @@
 //! statement on PostgreSQL), so a burst of refreshes pays one round trip and one
 //! commit per group instead of one per refresh, and one blocking-pool hop.
 //!
-//! Every rotation is answered only after its group committed. One that the group did
-//! not win (unknown, spent, another client's, its grant revoked or ended, or named
-//! twice in the group, where the first rotation spends it), and every rotation of a
-//! group whose statement failed (which then wrote nothing), is answered `None`: the
-//! caller runs the refresh transaction, which tells a replay from an invalid token and
-//! revokes the grant of a replay. So the guarantees of a refresh are those of the
-//! single statement: one winner among parallel presentations of a token, and reuse
-//! revokes the family.
+//! Every rotation is answered once its group's statement has returned. One that the
+//! group did not win (unknown, spent, another client's, its grant revoked or ended,
+//! or named twice in the group, where the first rotation spends it) is answered
+//! `None`, and so is every rotation of a group whose statement failed: PostgreSQL
+//! then rolled the whole group back, or, when the answer was lost after the commit,
+//! each winner's successor is stored. The caller runs the refresh transaction, which
+//! first looks for that successor (then the refresh won), and otherwise tells a replay
+//! from an invalid token and revokes the grant of a replay. So the guarantees of a
+//! refresh are those of the single statement: one winner among parallel
+//! presentations of a token, and reuse revokes the family.
 
 use admit_store::grants::{self, GrantRow, Rotation};
 use admit_store::{Backend, Db};
@@ -39,8 +41,9 @@ pub struct Rotator {
 }
 
 impl Rotator {
-    /// Starts the group-commit tasks on `db` when it is PostgreSQL; they end when
-    /// every handle is dropped, after answering what they were given.
+    /// Starts the group-commit tasks on `db` when it is PostgreSQL. They end when
+    /// every handle is dropped and what they were given is answered, or with the
+    /// runtime.
     pub fn spawn(db: Db, ttl_secs: i64) -> Self {
         if db.backend() != Backend::Postgres {
             return Self { tx: None };
@@ -51,6 +54,11 @@ impl Rotator {
             tokio::spawn(lane(db.clone(), rx.clone(), ttl_secs));
         }
         Self { tx: Some(tx) }
+    }
+
+    /// Whether refreshes are grouped here (PostgreSQL).
+    pub fn is_running(&self) -> bool {
+        self.tx.is_some()
     }
 
     /// Spends the token of `rotation` and stores its successor, durably, when the
@@ -81,7 +89,7 @@ async fn lane(db: Db, rx: Arc<Mutex<mpsc::Receiver<Job>>>, ttl_secs: i64) {
         let db = db.clone();
         let written = tokio::task::spawn_blocking(move || {
             let mut conn = db.get()?;
-            grants::rotate_refresh(&mut conn, &group, admit_store::now(), ttl_secs)
+            grants::rotate_refresh(&mut conn, group, admit_store::now(), ttl_secs)
         })
         .await;
         let won = match written {

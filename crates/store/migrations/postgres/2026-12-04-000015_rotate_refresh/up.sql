@@ -7,10 +7,14 @@
 --
 -- A loop of single-row statements, not one join over the arrays: each statement
 -- finds its token by primary key whatever the planner knows of the table (a join
--- planned while the table was small could scan it). A token named twice in a group
--- is spent by the first rotation; the second sees it spent and changes nothing.
--- Under READ COMMITTED a concurrent spender blocks on the row and then re-checks
--- `used_at IS NULL` against the winner's committed version: one winner.
+-- planned while the table was small could scan it). The rotations run in the order
+-- of their tokens' digests, so two groups that share tokens lock them in the same
+-- order and cannot deadlock; a token named twice in a group is spent by its first
+-- rotation, and the second sees it spent and changes nothing. Under READ COMMITTED
+-- a concurrent spender blocks on the row and then re-checks `used_at IS NULL`
+-- against the winner's committed version: one winner. A lock held for over 2 s ends
+-- the call with an error (the whole group rolled back): its rotations then take the
+-- caller's transaction one by one instead of all waiting behind the lock.
 CREATE FUNCTION rotate_refresh(
     p_digests TEXT[],
     p_client_ids TEXT[],
@@ -28,12 +32,12 @@ CREATE FUNCTION rotate_refresh(
     created_at TIMESTAMP,
     expires_at TIMESTAMP,
     revoked_at TIMESTAMP
-) LANGUAGE plpgsql AS $$
+) LANGUAGE plpgsql SET lock_timeout = '2s' AS $$
 #variable_conflict use_column
 DECLARE
-    n INT;
+    n BIGINT;
 BEGIN
-    FOR n IN 1 .. coalesce(array_length(p_digests, 1), 0) LOOP
+    FOR n IN SELECT u.o FROM unnest(p_digests) WITH ORDINALITY AS u (d, o) ORDER BY u.d, u.o LOOP
         RETURN QUERY
         WITH spent AS (
             UPDATE refresh_tokens AS r SET used_at = p_at
@@ -49,7 +53,7 @@ BEGIN
             SELECT p_next_digests[n], spent.id, p_at, LEAST(spent.expires_at, p_until), NULL
             FROM spent
         )
-        SELECT n::BIGINT, spent.id, spent.client_id, spent.account_id, spent.scope,
+        SELECT n, spent.id, spent.client_id, spent.account_id, spent.scope,
             spent.nonce, spent.auth_time, spent.created_at, spent.expires_at,
             spent.revoked_at
         FROM spent;
