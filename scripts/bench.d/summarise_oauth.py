@@ -254,9 +254,9 @@ def cmd_section(d, out, opts):
         "spends the old token if unspent, this client's and its grant live, and stores the next "
         "one, then one commit for the group; plus one signature each. A refresh the group did "
         "not win falls back to the transaction that tells a replay (the grant revoked) from an "
-        "invalid token. The figures of a round fall a little from round to round: every round "
-        "adds about 40,000 spent tokens to the same tables, and this PostgreSQL runs with "
-        "autovacuum off.".format(c=opts.chains))
+        "invalid token. Every round adds about 40,000 spent tokens to the same tables, and this "
+        "PostgreSQL runs with autovacuum off, so a later round can be a little slower.".format(
+            c=opts.chains))
     add("4. After each phase, `VmRSS` and `VmHWM` of admit-oauth from `/proc/PID/status`; peak RSS "
         "is `VmHWM` after the last phase (the highest resident size of the process's life). "
         "Then both servers are stopped (SIGTERM).")
