@@ -326,6 +326,11 @@ impl Db {
         self.backend
     }
 
+    /// The most connections the pool opens (`database.max_connections`).
+    pub fn max_connections(&self) -> u32 {
+        self.pool.max_size()
+    }
+
     pub fn get(&self) -> Result<Conn, StoreError> {
         Ok(self.pool.get()?)
     }

@@ -22,7 +22,8 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 /// Rotations taken into one statement at most.
 const GROUP: usize = 256;
 
-/// Groups in flight at once: while some commit, the next gathers and can start. At
+/// Groups in flight at once, at most: while some commit, the next gathers and can
+/// start. Never more than half the pool's connections ([`lanes`]). At
 /// c=16 on 2 cores, 4 gave the most refreshes per second (2: 3,974/s, 4: 4,251/s,
 /// 8: 3,850/s; one round each of `scripts/bench oauth`, measured with an earlier form
 /// of the group statement).
@@ -50,7 +51,7 @@ impl Rotator {
         }
         let (tx, rx) = mpsc::channel(GROUP * 4);
         let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..LANES {
+        for _ in 0..lanes(db.max_connections()) {
             tokio::spawn(lane(db.clone(), rx.clone(), ttl_secs));
         }
         Self { tx: Some(tx) }
@@ -72,11 +73,19 @@ impl Rotator {
     }
 }
 
+/// The lanes for a pool of `connections`: [`LANES`], or half the pool when that is
+/// fewer (at least one), so that groups in flight never take every connection from
+/// the transactions of the misses and the service's other requests.
+fn lanes(connections: u32) -> usize {
+    usize::try_from(connections / 2)
+        .unwrap_or(LANES)
+        .clamp(1, LANES)
+}
+
 /// One lane of the group commit: waits for a rotation, takes every other one already
 /// waiting (at most [`GROUP`]), writes them in one statement, answers each, and
 /// starts again. Each group checks a connection out of the pool and gives it back:
-/// a lane that kept one would take it from every other request of the service (a
-/// pool of 4 held by 4 lanes would leave none for the transactions of the misses).
+/// a lane that kept one would take it from every other request of the service.
 async fn lane(db: Db, rx: Arc<Mutex<mpsc::Receiver<Job>>>, ttl_secs: i64) {
     let mut jobs: Vec<Job> = Vec::with_capacity(GROUP);
     loop {
@@ -107,5 +116,20 @@ async fn lane(db: Db, rx: Arc<Mutex<mpsc::Receiver<Job>>>, ttl_secs: i64) {
         for done in answers {
             let _ = done.send(won.next().flatten());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{lanes, LANES};
+
+    #[test]
+    fn lanes_never_take_more_than_half_the_pool() {
+        assert_eq!(lanes(1), 1);
+        assert_eq!(lanes(2), 1);
+        assert_eq!(lanes(4), 2);
+        assert_eq!(lanes(7), 3);
+        assert_eq!(lanes(16), LANES);
+        assert_eq!(lanes(100), LANES);
     }
 }
