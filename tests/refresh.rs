@@ -2,10 +2,10 @@
 //! (on PostgreSQL the refreshes that win are written in groups, one call of the
 //! database function `rotate_refresh` each; SQLite, every refresh that does not win,
 //! and every refresh of a group that could not be written take the transaction):
-//! parallel refreshes of one token
-//! have one winner and the losers' reuse revokes the whole family, on two replicas at
-//! once; another client's token is refused and stays unspent; an expired token is
-//! refused; the scope narrows but does not widen.
+//! parallel refreshes of one token have one winner and the losers' reuse revokes the
+//! whole family, on two replicas at once; another client's token is refused and stays
+//! unspent; an expired token is refused; the scope narrows but does not widen; a
+//! group that failed or lost its answer changes none of this.
 
 use admit_e2e::platform::{query_of, Agent, Client, Platform};
 use admit_e2e::{bin, free_port, http, unique, Proc};

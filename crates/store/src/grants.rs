@@ -35,6 +35,13 @@ pub struct GrantRow {
     pub revoked_at: Option<NaiveDateTime>,
 }
 
+impl GrantRow {
+    /// Neither revoked nor ended at `now`.
+    pub fn is_live(&self, now: NaiveDateTime) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = auth_codes)]
 pub struct CodeRow {
@@ -323,15 +330,9 @@ pub struct Rotation {
 }
 
 /// The one statement of [`rotate_refresh`]: a call of the database function
-/// `rotate_refresh` (migration 000015), which runs, for each rotation of the group in
-/// order, the single-row statement that spends the token if it is unspent, unexpired,
-/// that client's and of a live grant, and inserts the next token of that grant
-/// (expiring with the grant or at `until`, whichever is first). The client and grant
-/// checks are in the `UPDATE`'s own `WHERE`, so a token that fails them is left as it
-/// was. Under READ COMMITTED a concurrent spender blocks on the row and then re-checks
-/// `used_at IS NULL` against the winner's committed version: it matches nothing, so
-/// there is one winner. A token named twice in one group is spent by the first
-/// rotation; the second sees it spent.
+/// `rotate_refresh` of migration 000015, whose comment says how each rotation of the
+/// group is checked and written, in which order, and why one of concurrent or
+/// repeated presentations of a token wins.
 ///
 /// A query of its own type, not a `sql_query`: diesel prepares it once per
 /// connection and reuses the prepared statement (its cache is keyed by this type),

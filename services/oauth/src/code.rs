@@ -78,6 +78,16 @@ fn refresh_row(token: &str, grant: &GrantRow, at: NaiveDateTime, ttl: i64) -> Re
     }
 }
 
+/// The answer to a refresh token that is unknown, expired, of an ended grant, or
+/// another client's.
+fn invalid_refresh_token() -> OAuthError {
+    err(
+        400,
+        "invalid_grant",
+        "the refresh token is unknown, expired, revoked or not this client's",
+    )
+}
+
 /// The audit event of a grant revoked because `what` was presented again.
 fn replay_event(
     origin: &admit_store::audit::Origin,
@@ -231,35 +241,26 @@ pub async fn refresh(
                 // look the spent token would read as a replay and end the grant.
                 if grouped {
                     if let Some(grant) = grants::grant_of_refresh(c, &next_digest)? {
-                        if grant.revoked_at.is_none() && grant.expires_at > at {
+                        if grant.is_live(at) {
                             return Ok(Outcome::Issued {
                                 grant,
                                 refresh: Some(next),
                             });
                         }
-                        return Ok(Outcome::Refused(err(
-                            400,
-                            "invalid_grant",
-                            "the refresh token is unknown, expired, revoked or not this client's",
-                        )));
+                        return Ok(Outcome::Refused(invalid_refresh_token()));
                     }
                 }
-                let mut grant =
-                    match grants::spend_refresh(c, &digest, &client_id, at)? {
-                        Spend::Won(_, grant) => grant,
-                        Spend::Replayed { grant_id } => {
-                            admit_store::audit::insert(
-                                c,
-                                &replay_event(&origin, "refresh_token", &grant_id),
-                            )?;
-                            return Ok(Outcome::Replayed(replayed("refresh token", &grant_id)));
-                        }
-                        Spend::Invalid => return Ok(Outcome::Refused(err(
-                            400,
-                            "invalid_grant",
-                            "the refresh token is unknown, expired, revoked or not this client's",
-                        ))),
-                    };
+                let mut grant = match grants::spend_refresh(c, &digest, &client_id, at)? {
+                    Spend::Won(_, grant) => grant,
+                    Spend::Replayed { grant_id } => {
+                        admit_store::audit::insert(
+                            c,
+                            &replay_event(&origin, "refresh_token", &grant_id),
+                        )?;
+                        return Ok(Outcome::Replayed(replayed("refresh token", &grant_id)));
+                    }
+                    Spend::Invalid => return Ok(Outcome::Refused(invalid_refresh_token())),
+                };
                 if let Some(scope) = narrowed {
                     let granted: Vec<&str> = grant.scope.split(' ').collect();
                     let wanted: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
